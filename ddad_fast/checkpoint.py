@@ -1,0 +1,111 @@
+"""Atomic checkpoint writes, safe loads with clear errors, and RNG state capture."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save ``obj`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
+
+    A crash or kill at any moment leaves either the previous file or the new one, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` onto the CPU.
+
+    Missing, truncated or corrupt files, and pickles that would run code, raise CheckpointError
+    naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects that are not plain tensors and containers; it was "
+            f"refused because unpickling it could run code ({str(e).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt and cannot be read ({e})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
+def load_state_strict(model: nn.Module, state: dict[str, Any], source: str | Path) -> None:
+    """Load ``state`` into ``model`` exactly; a mismatch raises CheckpointError saying how.
+
+    The message names ``source`` (the file) and lists missing keys, unexpected keys and shape
+    mismatches (at most five of each).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+        raise CheckpointError(
+            f"checkpoint {source} does not match the {type(model).__name__} architecture: "
+            + "; ".join(parts)
+        )
+    model.load_state_dict(state)
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch RNG states (CPU and, where present, CUDA): the only RNGs the trainers draw from."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state()`` captured."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_same_settings(
+    saved: dict[str, Any], now: dict[str, Any], may_change: frozenset[str], path: str | Path
+) -> None:
+    """Refuse to resume from ``path`` when a setting outside ``may_change`` differs."""
+    differ = [k for k in now if k not in may_change and saved.get(k) != now[k]]
+    if differ:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
+        raise CheckpointError(f"cannot resume from {path}: settings changed ({changes})")

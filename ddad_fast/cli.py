@@ -1,0 +1,123 @@
+"""The ``ddad`` command: teacher, distill, eval, demo.
+
+Flags are generated from the config dataclasses (``--lr-student`` for ``lr_student``), with the
+help text taken from each field's trailing comment, so the dataclass stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Sequence
+
+from .batching import accuracy
+from .data import DataError, dataset_names, load_dataset
+from .demo import run_demo
+from .errors import DDADError
+from .model_io import load_model
+from .teacher import TeacherConfig, train_teacher
+from .trainer import DistillConfig, build_trainer, resolve_device
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from lines ``name: type = default  # comment`` of the class source."""
+    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$")
+    return {m[1]: m[2] for m in map(pattern.match, inspect.getsource(cls).splitlines()) if m}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per dataclass field of ``cls``, typed and defaulted from the field."""
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        help_text = comments.get(field.name, "") + f" (default: {field.default})"
+        if base is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
+            )
+        else:
+            parser.add_argument(flag, type=base, default=field.default, help=help_text)
+
+
+def config_from_args(cls: type, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def _cmd_teacher(args: argparse.Namespace) -> None:
+    cfg = config_from_args(TeacherConfig, args)
+    acc = train_teacher(cfg)
+    print(f"teacher {cfg.model} on {cfg.dataset}: test accuracy {acc:.2f}% -> {cfg.out_dir}")
+
+
+def _cmd_distill(args: argparse.Namespace) -> None:
+    cfg = config_from_args(DistillConfig, args)
+    result = build_trainer(cfg).fit()
+    print(
+        f"distill: teacher {result.teacher_acc:.2f}% student {result.final_acc:.2f}% "
+        f"(best {result.best_acc:.2f}%) after {result.epochs} epochs, {result.seconds:.0f}s "
+        f"-> {cfg.out_dir}"
+    )
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    _, test_set, info = load_dataset(args.dataset, args.data_root, args.image_size)
+    model, record = load_model(
+        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size
+    )
+    device = resolve_device(args.device)
+    acc = accuracy(model.to(device), test_set, device)
+    print(f"eval: {record['model']} from {args.ckpt} on {info.name} test: {acc:.2f}%")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    run_demo(args.out_dir, args.device, progress=args.progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddad",
+        description="Data-free distillation by Dual Discriminator Adversarial Distillation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("teacher", help="train a teacher on a real dataset")
+    add_config_flags(p, TeacherConfig)
+    p.set_defaults(run=_cmd_teacher)
+
+    p = sub.add_parser("distill", help="distill a student from a teacher, without data")
+    add_config_flags(p, DistillConfig)
+    p.set_defaults(run=_cmd_distill)
+
+    p = sub.add_parser("eval", help="test accuracy of a saved model")
+    p.add_argument("--ckpt", required=True, help="teacher.pt, best.pt, last.pt or a state_dict")
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(dataset_names())}")
+    p.add_argument("--model", default=None, help="registry name (needed for a bare state_dict)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("demo", help="the embedded default: digits teacher, data-free student")
+    p.add_argument("--out-dir", default="runs/demo")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a user error prints one line ``ddad: error: ...`` and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (DDADError, DataError) as e:
+        print(f"ddad: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,49 @@
+"""Eager (plain PyTorch, fp32) reference losses of DDAD.
+
+These are the oracle every fused kernel is tested against and the baseline every benchmark is
+measured against. They are written for clarity, not speed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:
+    """DeepInversion's BN-statistics matching term for one BatchNorm2d input.
+
+    x: (N, C, H, W) the input the BatchNorm layer sees; running_mean, running_var: (C,).
+    Returns the scalar ``||mean(x) - running_mean||_2 + ||var(x) - running_var||_2`` where mean and
+    the biased variance are taken per channel over (N, H, W), computed in fp32.
+    """
+    x = x.float()
+    mean = x.mean(dim=(0, 2, 3))
+    var = x.var(dim=(0, 2, 3), unbiased=False)
+    return torch.linalg.vector_norm(mean - running_mean.float()) + torch.linalg.vector_norm(
+        var - running_var.float()
+    )
+
+
+def l1_discrepancy(t: Tensor, s: Tensor) -> Tensor:
+    """Mean absolute error between teacher and student outputs.
+
+    t, s: logits (N, C) or logit maps (N, C, H, W) of the same shape. Returns a scalar (fp32).
+    """
+    return F.l1_loss(s.float(), t.float())
+
+
+def onehot_loss(t_logits: Tensor) -> Tensor:
+    """DAFL's one-hot term: cross-entropy of the teacher's logits (N, C) with its own argmax."""
+    return F.cross_entropy(t_logits.float(), t_logits.argmax(dim=1))
+
+
+def negative_entropy_loss(t_logits: Tensor) -> Tensor:
+    """DAFL's information-entropy term, as a loss to minimise.
+
+    t_logits: (N, C). Returns ``sum_c p_c log p_c`` of the batch-mean softmax p: minimising it
+    spreads the generated batch evenly over the classes.
+    """
+    p = F.softmax(t_logits.float(), dim=1).mean(dim=0)
+    return (p * torch.log(p.clamp_min(1e-8))).sum()

@@ -1,0 +1,45 @@
+"""A per-epoch metrics CSV that survives resume: one row per epoch, readable and plottable."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+class MetricsLog:
+    """Appends one dict per epoch to ``path`` as CSV.
+
+    Opening with ``resume_epoch`` keeps only rows with ``epoch <= resume_epoch`` (rows written after
+    the checkpoint being resumed would otherwise appear twice); without it the file starts empty.
+    """
+
+    def __init__(self, path: str | Path, resume_epoch: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, str]] = []
+        if resume_epoch is not None and self.path.exists():
+            with self.path.open(newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["epoch"]) <= resume_epoch]
+        self._fields: list[str] | None = list(kept[0]) if kept else None
+        with self.path.open("w", newline="") as f:
+            if kept:
+                writer = csv.DictWriter(f, fieldnames=self._fields)
+                writer.writeheader()
+                writer.writerows(kept)
+
+    def append(self, row: dict[str, float | int | str]) -> None:
+        if self._fields is None:
+            self._fields = list(row)
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._fields).writeheader()
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._fields).writerow(row)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a metrics CSV with every value parsed as float (empty cells become NaN)."""
+    with Path(path).open(newline="") as f:
+        return [
+            {k: float(v) if v != "" else float("nan") for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
