@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 
 from .batching import accuracy
-from .data import DataError, dataset_names, load_dataset
+from .data import dataset_names, load_dataset
 from .demo import run_demo
 from .errors import DDADError
 from .model_io import load_model
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (DDADError, DataError) as e:
+    except DDADError as e:
         print(f"ddad: error: {e}", file=sys.stderr)
         return 2
     return 0
