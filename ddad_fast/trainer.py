@@ -214,8 +214,11 @@ class DDADTrainer:
             "loss_generator": gen,
         }
 
-    def fit(self) -> DistillResult:
-        """Train until ``cfg.epochs`` (resuming from ``out_dir/last.pt`` when ``cfg.resume``)."""
+    def fit(self, stop_after: int | None = None) -> DistillResult:
+        """Train until ``cfg.epochs`` (resuming from ``out_dir/last.pt`` when ``cfg.resume``).
+
+        ``stop_after`` ends this call after that many epochs, leaving a resumable ``last.pt``.
+        """
         cfg = self.cfg
         if cfg.resume:
             self.load(self.out_dir / "last.pt")
@@ -223,7 +226,9 @@ class DDADTrainer:
         teacher_acc = accuracy(self.teacher, self.test_set, self.device)
         start = time.perf_counter()
         acc = float("nan")
-        for _ in self._epochs():
+        for done, _ in enumerate(self._epochs()):
+            if stop_after is not None and done == stop_after:
+                break
             losses = self.train_epoch()
             self.sched_student.step()
             self.sched_generator.step()
