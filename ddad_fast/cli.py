@@ -37,7 +37,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-        help_text = comments.get(field.name, "") + f" (default: {field.default})"
+        help_text = f"{comments.get(field.name, '')} (default: {field.default})".replace("%", "%%")
         if base is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text

@@ -23,7 +23,7 @@ from .trainer import DistillConfig, build_trainer
 DEMO_TEACHER = TeacherConfig(
     model="smallcnn",
     dataset="digits",
-    epochs=30,
+    epochs=60,
     batch_size=64,
     lr=0.05,
     schedule="cosine",

@@ -10,16 +10,45 @@ from ddad_fast.models import Generator, build_model, model_names
 # (kuangliu/pytorch-cifar ResNets, DFAD's resnet_8x; WRN of Zagoruyko & Komodakis as in ZSKT/CMI).
 PUBLISHED_PARAMS = {
     "resnet18": 11_173_962,
+    "resnet18_8x": 11_173_962,
     "resnet34": 21_282_122,
+    "resnet34_8x": 21_282_122,
     "wrn40_2": 2_243_546,
     "wrn16_2": 691_674,
     "wrn16_1": 175_066,
     "vgg11_bn": 9_231_114,
 }
 
+# The smallest image side each registry name accepts.
+MIN_SIZE = {
+    "resnet18": 8,
+    "resnet18_8x": 8,
+    "resnet34": 8,
+    "resnet34_8x": 8,
+    "wrn40_2": 8,
+    "wrn16_1": 8,
+    "wrn16_2": 8,
+    "vgg11_bn": 32,
+    "smallcnn": 4,
+    "tinycnn": 4,
+}
+
+
+# Aliases build the same architecture as their canonical name; forward tests skip them.
+ALIASES = {"resnet18_8x": "resnet18", "resnet34_8x": "resnet34"}
+CANONICAL = [name for name in sorted(MIN_SIZE) if name not in ALIASES]
+
 
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def test_registry_lists_every_name_sorted():
+    assert model_names() == sorted(MIN_SIZE)
 
 
 @pytest.mark.parametrize(("name", "count"), PUBLISHED_PARAMS.items())
@@ -27,17 +56,47 @@ def test_parameter_counts_match_published_figures(name, count):
     assert _params(build_model(name, 10, 3, 32)) == count
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize(("alias", "name"), ALIASES.items())
+def test_aliases_build_the_same_architecture(alias, name):
+    assert _shapes(build_model(alias, 10)) == _shapes(build_model(name, 10))
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+@torch.inference_mode()
 def test_every_model_maps_images_to_logits_and_has_batchnorm(name):
     model = build_model(name, 7, 3, 32).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", ["smallcnn", "tinycnn", "resnet18", "wrn16_1"])
-def test_small_inputs_and_one_channel(name):
+@pytest.mark.parametrize("name", CANONICAL)
+@torch.inference_mode()
+def test_smallest_supported_size_works_in_one_channel(name):
+    size = MIN_SIZE[name]
+    model = build_model(name, 10, 1, size).eval()
+    assert model(torch.randn(1, 1, size, size)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_one_pixel_below_the_smallest_size_is_refused(name):
+    size = MIN_SIZE[name]
+    with pytest.raises(ValueError, match=f"{name} needs images of at least {size}x{size}"):
+        build_model(name, 10, 1, size - 1)
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "tinycnn"])
+@torch.inference_mode()
+def test_small_cnns_take_8x8_grey_digits(name):
     model = build_model(name, 10, 1, 8).eval()
     assert model(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_state_dict_of_one_fresh_model_loads_strictly_into_another(name):
+    a, b = build_model(name, 10, 3, 32), build_model(name, 10, 3, 32)
+    b.load_state_dict(a.state_dict(), strict=True)
+    for key, value in b.state_dict().items():
+        assert torch.equal(value, a.state_dict()[key]), key
 
 
 def test_resnet_state_dict_uses_the_public_cifar_names():
@@ -55,19 +114,44 @@ def test_resnet_state_dict_uses_the_public_cifar_names():
     ):
         assert key in keys
     assert "layer1.0.shortcut.0.weight" not in keys  # identity shortcut when shapes agree
-    a, b = build_model("resnet34", 10), build_model("resnet34_8x", 10)
-    b.load_state_dict(a.state_dict(), strict=True)
+    assert "layer3.5.bn2.weight" in build_model("resnet34", 10).state_dict()
 
 
-@pytest.mark.parametrize(("size", "channels"), [(8, 1), (32, 3), (12, 3)])
+def test_wrn_state_dict_uses_the_public_names():
+    keys = build_model("wrn16_1", 10).state_dict().keys()
+    for key in (
+        "conv1.weight",
+        "block1.layer.0.bn1.running_mean",
+        "block1.layer.1.conv2.weight",
+        "block2.layer.0.convShortcut.weight",
+        "block3.layer.0.convShortcut.weight",
+        "bn1.weight",
+        "fc.weight",
+    ):
+        assert key in keys
+    assert "block1.layer.0.convShortcut.weight" not in keys  # 16 -> 16 channels: identity
+    assert "block1.layer.0.convShortcut.weight" in build_model("wrn16_2", 10).state_dict()
+
+
+@pytest.mark.parametrize(("size", "channels"), [(8, 1), (8, 3), (32, 1), (32, 3)])
 def test_generator_output_is_batch_normalised(size, channels):
     torch.manual_seed(0)
     g = Generator(nz=16, ngf=8, channels=channels, image_size=size).train()
+    assert (g.nz, g.channels, g.image_size) == (16, channels, size)
     images = g(torch.randn(64, 16))
     assert images.shape == (64, channels, size, size)
     per_channel = images.transpose(0, 1).reshape(channels, -1)
     assert per_channel.mean(dim=1).abs().max() < 1e-4
     assert (per_channel.var(dim=1, unbiased=False) - 1).abs().max() < 1e-2
+
+
+@torch.inference_mode()
+def test_generator_in_eval_mode_stays_within_tanh_range():
+    g = Generator(nz=16, ngf=8, channels=3, image_size=8).eval()
+    images = g(torch.randn(4, 16))
+    # running stats start at mean 0, var 1, so eval output is the tanh output scaled by ~1
+    assert images.shape == (4, 3, 8, 8)
+    assert images.abs().max() <= 1.0 / (1.0 + 1e-5) ** 0.5 + 1e-6
 
 
 @pytest.mark.parametrize(
@@ -84,6 +168,13 @@ def test_bad_model_requests_are_refused(kwargs, message):
         build_model(**kwargs)
 
 
-def test_generator_size_must_be_a_multiple_of_four():
-    with pytest.raises(ValueError, match="multiple of 4"):
-        Generator(image_size=30)
+def test_unknown_name_error_lists_the_known_names():
+    with pytest.raises(ValueError) as info:
+        build_model("resnet99", 10)
+    assert all(name in str(info.value) for name in model_names())
+
+
+@pytest.mark.parametrize("size", [30, 2, 0, -4])
+def test_generator_size_must_be_a_positive_multiple_of_four(size):
+    with pytest.raises(ValueError, match="positive multiple of 4"):
+        Generator(image_size=size)

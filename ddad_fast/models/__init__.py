@@ -7,6 +7,7 @@ from functools import partial
 
 from torch import nn
 
+from ..errors import ConfigError
 from .generator import Generator
 from .resnet_cifar import resnet18, resnet34
 from .small import SmallCNN
@@ -26,8 +27,8 @@ _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
     "wrn16_1": (partial(WideResNet, 16, 1), 8),
     "wrn16_2": (partial(WideResNet, 16, 2), 8),
     "vgg11_bn": (vgg11_bn, VGG_MIN_SIZE),
-    "smallcnn": (partial(SmallCNN, width=32), 2),
-    "tinycnn": (partial(SmallCNN, width=16), 2),
+    "smallcnn": (partial(SmallCNN, width=32), 4),
+    "tinycnn": (partial(SmallCNN, width=16), 4),
 }
 
 
@@ -39,14 +40,20 @@ def model_names() -> list[str]:
 def build_model(
     name: str, num_classes: int, in_channels: int = 3, image_size: int = 32
 ) -> nn.Module:
-    """A freshly initialised classifier mapping (N, in_channels, size, size) to (N, classes)."""
+    """A freshly initialised classifier mapping (N, in_channels, size, size) to (N, num_classes).
+
+    Raises ValueError for an unknown name, num_classes < 2, in_channels < 1, or an image_size
+    below the architecture's minimum.
+    """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if in_channels < 1:
-        raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+        raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
     make, min_size = _REGISTRY[name]
     if image_size < min_size:
-        raise ValueError(f"{name} needs images of at least {min_size}x{min_size}, got {image_size}")
+        raise ConfigError(
+            f"{name} needs images of at least {min_size}x{min_size}, got {image_size}"
+        )
     return make(num_classes, in_channels)

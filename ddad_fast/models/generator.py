@@ -40,6 +40,7 @@ class Generator(nn.Module):
         )
 
     def forward(self, z: Tensor) -> Tensor:
+        """Noise z (N, nz) -> images (N, channels, image_size, image_size)."""
         x = self.l1(z).view(len(z), -1, self.init_size, self.init_size)
         x = self.block1(F.interpolate(self.bn0(x), scale_factor=2))
         x = self.block2(F.interpolate(x, scale_factor=2))

@@ -7,13 +7,15 @@ from torch import Tensor, nn
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    """conv3x3 (no bias, size-preserving) -> BN -> ReLU, as a list to splice into a Sequential."""
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
 
 
 class SmallCNN(nn.Module):
     """conv(w)-conv(w)-maxpool-conv(2w)-conv(2w)-avgpool-linear.
 
-    forward: (N, in_channels, H, W), H, W >= 2 -> logits (N, num_classes).
+    forward: (N, in_channels, H, W) -> logits (N, num_classes); any H, W >= 2 (one 2x2 max-pool),
+    the registry asks for >= 4.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32):

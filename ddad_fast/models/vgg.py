@@ -14,7 +14,7 @@ class VGG(nn.Module):
     forward: (N, in_channels, H, W) with H, W >= 32 -> logits (N, num_classes).
     """
 
-    def __init__(self, layout: tuple, num_classes: int, in_channels: int = 3):
+    def __init__(self, layout: tuple[int | str, ...], num_classes: int, in_channels: int = 3):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
@@ -37,4 +37,5 @@ class VGG(nn.Module):
 
 
 def vgg11_bn(num_classes: int, in_channels: int = 3) -> VGG:
+    """CIFAR VGG-11 with BatchNorm (9,231,114 parameters for 10 classes, RGB)."""
     return VGG(VGG11_LAYOUT, num_classes, in_channels)

@@ -1,0 +1,95 @@
+"""The ddad command end to end on tiny settings, and its one-line errors."""
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ddad_fast import demo
+from ddad_fast.cli import main
+from ddad_fast.teacher import TeacherConfig, train_teacher
+
+TINY_DISTILL_FLAGS = [
+    "--student", "tinycnn", "--dataset", "digits", "--epochs", "1", "--epoch-iters", "2",
+    "--student-steps", "1", "--batch-size", "16", "--nz", "8", "--ngf", "4", "--device", "cpu",
+    "--no-progress",
+]  # fmt: skip
+
+
+def test_teacher_distill_eval_end_to_end(tmp_path, capsys):
+    teacher_dir = tmp_path / "teacher"
+    argv = ["teacher", "--model", "tinycnn", "--dataset", "digits", "--epochs", "1",
+            "--out-dir", str(teacher_dir), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert re.search(
+        r"teacher tinycnn on digits: test accuracy \d+\.\d\d%", capsys.readouterr().out
+    )
+    run_dir = tmp_path / "run"
+    argv = ["distill", "--teacher-ckpt", str(teacher_dir / "teacher.pt"), "--out-dir", str(run_dir)]
+    assert main(argv + TINY_DISTILL_FLAGS) == 0
+    assert "distill: teacher" in capsys.readouterr().out
+    assert (run_dir / "metrics.csv").read_text().startswith("epoch,loss_student,")
+    assert main(["eval", "--ckpt", str(run_dir / "best.pt"), "--dataset", "digits"]) == 0
+    assert re.search(r"eval: tinycnn from .* on digits test: \d+\.\d\d%", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--ckpt", "no/such.pt", "--dataset", "digits"], "no/such.pt does not exist"),
+        (["eval", "--ckpt", "x.pt", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["teacher", "--model", "nope", "--dataset", "digits"], "unknown model 'nope'"),
+        (["distill", "--dataset", "digits"], "needs a trained teacher"),
+        (["teacher", "--dataset", "cifar10", "--data-root", "/nonexistent"], "cifar10: expected"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddad: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_python_dash_m_shows_every_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "ddad_fast", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("teacher", "distill", "eval", "demo"):
+        assert command in out
+
+
+def test_distill_help_comes_from_the_config(capsys):
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    out = capsys.readouterr().out
+    assert "--lambda-bn" in out and "weight of the teacher's BN-statistics term" in out
+
+
+def test_demo_on_a_tiny_setting_writes_everything_and_reuses_its_teacher(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(demo, "DEMO_TEACHER", dataclasses.replace(demo.DEMO_TEACHER, epochs=1))
+    monkeypatch.setattr(
+        demo,
+        "DEMO_DISTILL",
+        dataclasses.replace(demo.DEMO_DISTILL, epochs=2, epoch_iters=2, batch_size=16),
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--out-dir", str(out), "--no-progress"]) == 0
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"demo: teacher \d+\.\d\d% student \d+\.\d\d% data-free, \d+s", last_line)
+    for name in ("metrics.csv", "samples.png", "curves.png", "best.pt", "last.pt"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "teacher" / "teacher.pt").is_file()
+    assert main(["demo", "--out-dir", str(out), "--no-progress"]) == 0
+    assert "reusing the cached teacher" in capsys.readouterr().out
+
+
+def test_demo_teacher_cache_ignores_a_different_setting(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(demo.DEMO_TEACHER, epochs=1, out_dir=str(tmp_path), progress=False)
+    train_teacher(cfg)
+    assert demo._cached_teacher(cfg) == tmp_path / "teacher.pt"
+    assert demo._cached_teacher(dataclasses.replace(cfg, lr=0.5)) is None
+    assert isinstance(cfg, TeacherConfig)
