@@ -1,0 +1,196 @@
+"""Data-parallel DDAD on PyTorch's own engine: torch.distributed + DDP (NCCL on GPUs, gloo on CPU).
+
+Launch with ``torchrun --nproc_per_node=N -m ddad_fast distill ...``; torchrun's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) is all it reads.
+
+What is global and what is per rank:
+- ``batch_size`` is the global batch: each rank draws ``batch_size / world_size`` noise vectors
+  from its own generator (seeded by seed and rank), so the settings mean the same at any world size.
+- The teacher's BN-statistics term matches the *global* batch: ``global_bn_stats_loss`` all-reduces
+  per-channel sums and sums of squares, not per-rank means (a mean of per-rank norms is a different,
+  larger loss, and its gradient depends on how the batch is split).
+- The L1 terms are per-rank batch means; DDP averages the gradients, which for equal per-rank
+  batches is the gradient of the global-batch mean.
+- The student's and the generator's own BatchNorm layers normalise with per-rank batch statistics,
+  as plain DDP does (torch's SyncBatchNorm runs on GPUs only); this is the one way a run depends on
+  the world size beyond its noise.
+- Control messages (stop requests, non-finite flags, RNG states) travel on a gloo group on the
+  host, so they never queue behind, or synchronise, the GPU stream.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job. The default is a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    cpu_group: Any = None  # the gloo group for host-side control messages (None: the default one)
+    owns_group: bool = False  # whether this context initialised the process group
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that evaluates, logs and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+SINGLE = DistContext()
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun (or another launcher with its environment) started a multi-process job."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device: str) -> DistContext:
+    """The job's context; initialises the process group when torchrun started several ranks.
+
+    The backend follows ``rank_device(device)``: NCCL for CUDA, gloo for the CPU. Without
+    torchrun's environment it initialises nothing; a process group that already exists is joined.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return _context(owns=False)
+    if not launched_by_torchrun():
+        return SINGLE
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    env = DistContext(
+        world_size=int(os.environ["WORLD_SIZE"]), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
+    dev = rank_device(device, env)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        dist.init_process_group("nccl", device_id=dev)
+    else:
+        dist.init_process_group("gloo")
+    return _context(owns=True)
+
+
+def rank_device(name: str, ctx: DistContext) -> torch.device:
+    """This rank's device for the config's ``device``.
+
+    ``auto`` is CUDA where present, else the CPU; ``auto`` and ``cuda`` in a torchrun job mean
+    ``cuda:LOCAL_RANK``; anything else is passed to torch.device.
+    """
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", ctx.local_rank) if ctx.distributed else torch.device("cuda")
+    if name == "auto":
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA GPU")
+    return torch.device(name)
+
+
+def _context(owns: bool) -> DistContext:
+    world = dist.get_world_size()
+    # NCCL only moves device tensors; host-side control needs a gloo group of its own.
+    cpu_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    return DistContext(
+        rank=dist.get_rank(),
+        world_size=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        cpu_group=cpu_group,
+        owns_group=owns,
+    )
+
+
+def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """``module`` wrapped in DistributedDataParallel when the job has several ranks, else itself.
+
+    The wrapper shares the module's parameters: call it for forwards whose backward must average
+    gradients across ranks, and the bare module everywhere else.
+    """
+    if not ctx.distributed:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def per_rank_batch(batch_size: int, ctx: DistContext) -> int:
+    """This rank's share of the global batch; refuses a batch the ranks cannot share evenly."""
+    if batch_size % ctx.world_size:
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch and must divide evenly among the "
+            f"{ctx.world_size} ranks"
+        )
+    per_rank = batch_size // ctx.world_size
+    if per_rank < 2:
+        raise ConfigError(
+            f"batch_size {batch_size} over {ctx.world_size} ranks leaves {per_rank} image per "
+            "rank; BN statistics need at least 2"
+        )
+    return per_rank
+
+
+def global_bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:
+    """``losses.bn_stats_loss`` over the global batch: every rank's images count.
+
+    x: (n, C, H, W) this rank's input to the BatchNorm layer; running_mean, running_var: (C,).
+    Each rank sums ``d = x - running_mean`` and ``d**2`` per channel and counts its elements; one
+    autograd-aware all-reduce adds them up (``torch.distributed.nn.functional.all_reduce``); then
+    ``mean - running_mean = S1/N`` and the biased ``var = S2/N - (S1/N)**2``. Shifting by the
+    running mean keeps the one-pass variance accurate in fp32 (``d`` is near zero on average).
+    Every rank returns the same scalar. Its backward sums every rank's gradient into each rank's, so
+    after DDP averages the generator's gradients they are those of the global-batch loss.
+    Without a process group (one process) it equals ``bn_stats_loss`` up to rounding.
+    """
+    rm = running_mean.float()
+    d = x.float() - rm[None, :, None, None]
+    count = torch.full((1,), float(d.numel() // d.shape[1]), device=d.device)
+    stats = torch.cat([d.sum(dim=(0, 2, 3)), (d * d).sum(dim=(0, 2, 3)), count])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed.nn.functional import all_reduce  # autograd-aware
+
+        stats = all_reduce(stats)
+    channels = x.shape[1]
+    n = stats[-1]
+    shift = stats[:channels] / n  # mean - running_mean
+    var = (stats[channels : 2 * channels] / n - shift * shift).clamp_min(0)
+    return torch.linalg.vector_norm(shift) + torch.linalg.vector_norm(var - running_var.float())
+
+
+def any_rank(ctx: DistContext, *flags: bool) -> list[bool]:
+    """Each flag OR-ed over the ranks (one small all-reduce on the host); local flags otherwise."""
+    if not ctx.distributed:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.cpu_group)
+    return [bool(v) for v in t.tolist()]
+
+
+def gather_to_all(ctx: DistContext, t: Tensor) -> list[Tensor]:
+    """Every rank's copy of the CPU tensor ``t`` (same shape on every rank), in rank order."""
+    if not ctx.distributed:
+        return [t]
+    out = [torch.empty_like(t) for _ in range(ctx.world_size)]
+    dist.all_gather(out, t.contiguous(), group=ctx.cpu_group)
+    return out
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier(group=ctx.cpu_group)
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Barrier, then destroy the process group this context created (a clean exit with gloo)."""
+    if ctx.distributed and ctx.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
