@@ -34,6 +34,17 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files ``save_atomic`` leaves in ``folder`` when killed mid-write.
+
+    Call it where no other process is saving into ``folder``; returns what it removed.
+    """
+    stale = sorted(Path(folder).glob(".*.pt.*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` onto the CPU.
 

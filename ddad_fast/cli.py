@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from .batching import accuracy
 from .data import dataset_names, load_dataset
 from .demo import run_demo
+from .distributed import shutdown
 from .errors import DDADError
 from .model_io import load_model
 from .teacher import TeacherConfig, train_teacher
@@ -58,7 +59,18 @@ def _cmd_teacher(args: argparse.Namespace) -> None:
 
 def _cmd_distill(args: argparse.Namespace) -> None:
     cfg = config_from_args(DistillConfig, args)
-    result = build_trainer(cfg).fit()
+    trainer = build_trainer(cfg)
+    result = trainer.fit()
+    shutdown(trainer.dist)  # a clean exit of every torchrun rank (barrier, then destroy)
+    if not trainer.dist.is_main:
+        return
+    if result.stopped:
+        print(
+            f"distill: stopped by {result.stopped} at epoch {result.epochs + 1}, iteration "
+            f"{result.iteration}; {cfg.out_dir}/last.pt is written: run the same command with "
+            "--resume to continue"
+        )
+        return
     print(
         f"distill: teacher {result.teacher_acc:.2f}% student {result.final_acc:.2f}% "
         f"(best {result.best_acc:.2f}%) after {result.epochs} epochs, {result.seconds:.0f}s "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 
@@ -21,11 +22,14 @@ class MetricsLog:
             with self.path.open(newline="") as f:
                 kept = [r for r in csv.DictReader(f) if int(r["epoch"]) <= resume_epoch]
         self._fields: list[str] | None = list(kept[0]) if kept else None
-        with self.path.open("w", newline="") as f:
+        # Rewritten beside and renamed over: a kill here leaves the old rows, never half of them.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", newline="") as f:
             if kept:
                 writer = csv.DictWriter(f, fieldnames=self._fields)
                 writer.writeheader()
                 writer.writerows(kept)
+        os.replace(tmp, self.path)
 
     def append(self, row: dict[str, float | int | str]) -> None:
         if self._fields is None:

@@ -6,8 +6,9 @@ One loop for every backend: the backend only supplies the loss ops (``backends.D
 
 from __future__ import annotations
 
+import math
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,22 +23,41 @@ from .bn_hooks import BNStatsHooks
 from .checkpoint import (
     check_same_settings,
     load_checkpoint,
+    load_state_strict,
+    remove_stale_temporaries,
     rng_state,
     save_atomic,
     set_rng_state,
 )
 from .data import DatasetInfo, load_dataset
+from .distributed import (
+    SINGLE,
+    DistContext,
+    any_rank,
+    barrier,
+    gather_to_all,
+    global_bn_stats_loss,
+    init_distributed,
+    per_rank_batch,
+    rank_device,
+    wrap_ddp,
+)
 from .errors import CheckpointError, ConfigError
+from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
 from .model_io import load_model, model_record
 from .models import Generator, build_model
 from .schedules import make_scheduler
+from .signals import StopRequest
 
 DISTILL_KIND = "ddad_fast.distill"
 
 # Settings that may change between a run and its resumption; every other one must match.
-RESUMABLE_CHANGES = frozenset({"resume", "device", "backend", "out_dir", "data_root", "progress"})
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "device", "backend", "out_dir", "data_root", "progress"}
+    | {"check_every", "nan_retries"}
+)
 
 
 @dataclass
@@ -57,7 +77,7 @@ class DistillConfig:
     epochs: int = 500
     epoch_iters: int = 50  # generator steps per epoch
     student_steps: int = 5  # student steps per generator step
-    batch_size: int = 256
+    batch_size: int = 256  # the global batch: torchrun's ranks draw an equal share each
     nz: int = 256  # noise dimension
     ngf: int = 64  # generator width
     lr_student: float = 0.1  # SGD
@@ -68,12 +88,22 @@ class DistillConfig:
     lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
     lambda_onehot: float = 0.0  # DAFL one-hot term (off by default)
     lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
+    check_every: int = 10  # iterations between finiteness checks (one host sync each)
+    nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt
     progress: bool = True  # tqdm bars
 
     def validate(self) -> None:
         """Raise ConfigError on settings that cannot work."""
-        for name in ("epochs", "epoch_iters", "student_steps", "batch_size", "nz", "ngf"):
+        for name in (
+            "epochs",
+            "epoch_iters",
+            "student_steps",
+            "batch_size",
+            "nz",
+            "ngf",
+            "check_every",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("lr_student", "lr_generator", "lambda_bn", "lambda_onehot", "lambda_entropy"):
@@ -81,6 +111,8 @@ class DistillConfig:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
+        if self.nan_retries < 0:
+            raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
 
 
 @dataclass
@@ -90,15 +122,13 @@ class DistillResult:
     final_acc: float
     epochs: int
     seconds: float
+    stopped: str | None = None  # the signal that stopped the run before its end, if one did
+    iteration: int = 0  # iterations done in the unfinished epoch when stopped
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA where present, else CPU; anything else is passed to torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA GPU")
-    return torch.device(name)
+    return rank_device(name, SINGLE)
 
 
 class DDADTrainer:
@@ -106,7 +136,10 @@ class DDADTrainer:
 
     Each iteration: ``student_steps`` student steps minimising L1(t, s) on detached generated
     images, then one generator step minimising ``-L1(t, s) + lambda_bn * bn_loss`` (+ the optional
-    DAFL terms). Evaluation, metrics and checkpoints once per epoch.
+    DAFL terms). Evaluation, metrics and checkpoints once per epoch, by rank 0 alone.
+
+    Under torchrun (``dist``) the student and generator are DDP-wrapped, each rank draws its own
+    noise and the BN-statistics term matches the global batch (``distributed`` module).
     """
 
     def __init__(
@@ -118,19 +151,35 @@ class DDADTrainer:
         test_set: Dataset,
         info: DatasetInfo,
         ops: DistillOps | None = None,
+        dist: DistContext = SINGLE,
     ):
         cfg.validate()
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.dist = dist
+        self.batch = per_rank_batch(cfg.batch_size, dist)
+        self.device = rank_device(cfg.device, dist)
         self.ops = ops or get_backend(cfg.backend)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False)
         self.student = student.to(self.device).train()
         self.generator = generator.to(self.device).train()
+        check_models_fit(
+            self.teacher,
+            self.student,
+            self.generator,
+            info.num_classes,
+            info.in_channels,
+            info.image_size,
+            cfg.nz,
+            self.device,
+        )
+        # The wrappers share the modules' parameters; they are called only where gradients must
+        # be averaged across ranks (the student in its step, the generator in its step).
+        self.student_ddp = wrap_ddp(self.student, dist, self.device)
+        self.generator_ddp = wrap_ddp(self.generator, dist, self.device)
         self.test_set = test_set
         self.info = info
-        self.bn_hooks = (
-            BNStatsHooks(self.teacher, self.ops.bn_stats_loss) if cfg.lambda_bn > 0 else None
-        )
+        layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
+        self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
         self.opt_student = torch.optim.SGD(
             self.student.parameters(),
             lr=cfg.lr_student,
@@ -141,24 +190,32 @@ class DDADTrainer:
         self.sched_student = make_scheduler(self.opt_student, cfg.schedule, cfg.epochs)
         self.sched_generator = make_scheduler(self.opt_generator, cfg.schedule, cfg.epochs)
         self.noise_rng = torch.Generator(device=self.device)
-        self.noise_rng.manual_seed(cfg.seed)
+        self.noise_rng.manual_seed(self._noise_seed())
+        self.guard = LossGuard(
+            [self.student, self.generator], [self.opt_student, self.opt_generator], cfg.nan_retries
+        )
+        # Row i: iteration i's [student loss summed over its steps, L1, bn_loss, generator loss].
+        self.losses = torch.zeros(cfg.epoch_iters, 4, device=self.device)
         self.out_dir = Path(cfg.out_dir)
-        self.epoch = 0
+        self.epoch = 0  # epochs finished
+        self.iteration = 0  # iterations finished in the current epoch
         self.best_acc = -1.0
+
+    def _noise_seed(self, epoch: int = 0) -> int:
+        """Rank r's noise seed: rank 0 draws what a single process draws."""
+        return self.cfg.seed + epoch + (self.dist.rank << 32)
 
     # ----------------------------------------------------------------------------- one step each
     def noise(self) -> Tensor:
-        """A batch of generator inputs z: (batch_size, nz), drawn on the device."""
-        return torch.randn(
-            (self.cfg.batch_size, self.cfg.nz), device=self.device, generator=self.noise_rng
-        )
+        """This rank's batch of generator inputs z: (batch_size / world_size, nz), on the device."""
+        return torch.randn((self.batch, self.cfg.nz), device=self.device, generator=self.noise_rng)
 
     def student_step(self) -> Tensor:
         """One SGD step of the student on L1(teacher, student) over fresh generated images."""
         with torch.no_grad():
             images = self.generator(self.noise())
             t_logits = self.teacher(images)
-        loss = self.ops.l1_discrepancy(t_logits, self.student(images))
+        loss = self.ops.l1_discrepancy(t_logits, self.student_ddp(images))
         self.opt_student.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_student.step()
@@ -167,7 +224,7 @@ class DDADTrainer:
     def generator_step(self) -> Tensor:
         """One Adam step of the generator; returns [L1, bn_loss, generator loss] (detached)."""
         cfg = self.cfg
-        images = self.generator(self.noise())
+        images = self.generator_ddp(self.noise())
         if self.bn_hooks is not None:
             with self.bn_hooks.capture():
                 t_logits = self.teacher(images)
@@ -188,25 +245,66 @@ class DDADTrainer:
         return torch.stack([l1, bn_loss, loss]).detach()
 
     # ----------------------------------------------------------------------------- the loop
-    def train_epoch(self) -> dict[str, float]:
-        """``epoch_iters`` iterations; returns the epoch's mean losses (one host sync)."""
+    def train_epoch(self, stop: StopRequest | None = None) -> dict[str, float] | None:
+        """Iterations ``self.iteration`` to ``epoch_iters``; returns the epoch's mean losses.
+
+        Each iteration's losses go to a row of ``self.losses`` on the device. Every
+        ``check_every`` iterations, and at the epoch's end, the new rows are read on the host (the
+        only sync): a non-finite one rolls the models and optimisers back to the previous check
+        (``LossGuard``). Returns None, between two iterations, when a stop was requested: read at
+        every iteration on one process, at the checks across ranks.
+        """
         cfg = self.cfg
-        student_sum = torch.zeros((), device=self.device)
-        generator_sum = torch.zeros(3, device=self.device)
+        checked = self.iteration
+        self.guard.save(checked)
         bar = tqdm(
-            range(cfg.epoch_iters),
+            total=cfg.epoch_iters,
+            initial=checked,
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=not cfg.progress,
+            disable=not (cfg.progress and self.dist.is_main),
         )
-        for it in bar:
-            for _ in range(cfg.student_steps):
-                student_sum += self.student_step()
-            generator_sum += self.generator_step()
-            if (it + 1) % 10 == 0:  # a host sync, every 10 iterations only
-                bar.set_postfix(l1=f"{generator_sum[0].item() / (it + 1):.4f}")
-        student_mean = (student_sum / (cfg.epoch_iters * cfg.student_steps)).item()
-        l1, bn, gen = (generator_sum / cfg.epoch_iters).tolist()
+        while self.iteration < cfg.epoch_iters:
+            it = self.iteration
+            student = self.student_step()
+            for _ in range(cfg.student_steps - 1):
+                student = student + self.student_step()
+            self.losses[it, 0] = student
+            self.losses[it, 1:] = self.generator_step()
+            self.iteration = it + 1
+            bar.update()
+            due = self.iteration - checked >= cfg.check_every or self.iteration == cfg.epoch_iters
+            # One process reads its stop flag at every step boundary; ranks agree at the checks.
+            stop_here = stop is not None and stop.requested and not self.dist.distributed
+            if not (due or stop_here):
+                continue
+            rows = self.losses[checked : self.iteration].cpu()  # the check's one host sync
+            bad = first_non_finite(rows)
+            bad_any, stop_any = any_rank(
+                self.dist, bad is not None, stop is not None and stop.requested
+            )
+            if bad_any:
+                what = self._describe_non_finite(checked, bad, rows)
+                self.iteration = checked = self.guard.restore(what)
+                if self.dist.is_main:
+                    print(
+                        f"ddad: warning: {what}; rolled back to step {self._step(checked)} "
+                        f"(retry {self.guard.retries} of {cfg.nan_retries})",
+                        file=sys.stderr,
+                    )
+                bar.n = checked
+                continue
+            checked = self.iteration
+            bar.set_postfix(l1=f"{rows[:, 1].mean().item():.4f}")
+            if self.iteration < cfg.epoch_iters:
+                if stop_any:
+                    bar.close()
+                    return None
+                self.guard.save(checked)
+        bar.close()
+        means = self.losses.mean(dim=0)
+        means[0] = means[0] / cfg.student_steps
+        student_mean, l1, bn, gen = means.tolist()
         return {
             "loss_student": student_mean,
             "l1_generator": l1,
@@ -214,61 +312,103 @@ class DDADTrainer:
             "loss_generator": gen,
         }
 
+    def _step(self, iteration: int) -> int:
+        """The global generator-step number of the ``iteration``-th iteration of this epoch."""
+        return self.epoch * self.cfg.epoch_iters + iteration
+
+    def _describe_non_finite(self, checked: int, bad: int | None, rows: Tensor) -> str:
+        if bad is None:
+            return (
+                f"a non-finite loss on another rank between steps {self._step(checked) + 1} and "
+                f"{self._step(self.iteration)}"
+            )
+        student, l1, bn, gen = rows[bad].tolist()
+        it = checked + bad + 1
+        return (
+            f"non-finite loss at step {self._step(it)} (epoch {self.epoch + 1}, iteration {it}): "
+            f"student loss {student / self.cfg.student_steps:.4g}, generator loss {gen:.4g} "
+            f"(L1 {l1:.4g}, BN {bn:.4g})"
+        )
+
     def fit(self, stop_after: int | None = None) -> DistillResult:
         """Train until ``cfg.epochs`` (resuming from ``out_dir/last.pt`` when ``cfg.resume``).
 
         ``stop_after`` ends this call after that many epochs, leaving a resumable ``last.pt``.
+        A SIGTERM (or SIGUSR1) ends it at the next step boundary: ``last.pt`` then records the
+        iteration inside the epoch, and ``--resume`` continues from exactly there. ``last.pt`` is
+        also written before the first epoch, so a kill at any moment loses at most one epoch.
         """
         cfg = self.cfg
+        main = self.dist.is_main
         if cfg.resume:
             self.load(self.out_dir / "last.pt")
-        log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
-        teacher_acc = accuracy(self.teacher, self.test_set, self.device)
+        if main:
+            remove_stale_temporaries(self.out_dir)
+        log = None
+        teacher_acc = math.nan
+        if main:  # the other ranks neither evaluate nor write
+            log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
+            teacher_acc = accuracy(self.teacher, self.test_set, self.device)
+        if not cfg.resume:
+            self.save_last()
         start = time.perf_counter()
-        acc = float("nan")
-        for done, _ in enumerate(self._epochs()):
-            if stop_after is not None and done == stop_after:
-                break
-            losses = self.train_epoch()
-            self.sched_student.step()
-            self.sched_generator.step()
-            self.epoch += 1
-            acc = accuracy(self.student, self.test_set, self.device)
-            if acc > self.best_acc:
-                self.best_acc = acc
-                save_atomic(self._student_record(acc), self.out_dir / "best.pt")
-            save_atomic(self.state_dict(), self.out_dir / "last.pt")
-            log.append(
-                {
-                    "epoch": self.epoch,
-                    **{k: round(v, 6) for k, v in losses.items()},
-                    "student_acc": round(acc, 3),
-                    "best_acc": round(self.best_acc, 3),
-                    "teacher_acc": round(teacher_acc, 3),
-                    "lr_student": self.opt_student.param_groups[0]["lr"],
-                    "lr_generator": self.opt_generator.param_groups[0]["lr"],
-                    "seconds": round(time.perf_counter() - start, 2),
-                }
-            )
+        acc = math.nan
+        stopped = None
+        bar = tqdm(
+            initial=self.epoch,
+            total=cfg.epochs,
+            desc="distill",
+            disable=not (cfg.progress and main),
+        )
+        with StopRequest() as stop:
+            done = 0
+            while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
+                losses = self.train_epoch(stop)
+                if losses is None:
+                    self.save_last()
+                    stopped = stop.signal_name or "a signal to another rank"
+                    break
+                self.sched_student.step()
+                self.sched_generator.step()
+                self.epoch += 1
+                self.iteration = 0
+                done += 1
+                bar.update()
+                if log is not None:
+                    acc = accuracy(self.student, self.test_set, self.device)
+                    improved = acc > self.best_acc
+                    self.best_acc = max(self.best_acc, acc)
+                    log.append(
+                        {
+                            "epoch": self.epoch,
+                            **{k: round(v, 6) for k, v in losses.items()},
+                            "student_acc": round(acc, 3),
+                            "best_acc": round(self.best_acc, 3),
+                            "teacher_acc": round(teacher_acc, 3),
+                            "lr_student": self.opt_student.param_groups[0]["lr"],
+                            "lr_generator": self.opt_generator.param_groups[0]["lr"],
+                            "seconds": round(time.perf_counter() - start, 2),
+                        }
+                    )
+                    if improved:
+                        save_atomic(self._student_record(acc), self.out_dir / "best.pt")
+                self.save_last()
+                if any_rank(self.dist, stop.requested)[0] and self.epoch < cfg.epochs:
+                    stopped = stop.signal_name or "a signal to another rank"
+                    break
+        bar.close()
         if self.bn_hooks is not None:
             self.bn_hooks.remove()
+        barrier(self.dist)
         return DistillResult(
             teacher_acc=teacher_acc,
             best_acc=self.best_acc,
             final_acc=acc,
             epochs=self.epoch,
             seconds=time.perf_counter() - start,
+            stopped=stopped,
+            iteration=self.iteration,
         )
-
-    def _epochs(self) -> Iterator[int]:
-        bar = tqdm(
-            range(self.epoch, self.cfg.epochs),
-            initial=self.epoch,
-            total=self.cfg.epochs,
-            desc="distill",
-            disable=not self.cfg.progress,
-        )
-        yield from bar
 
     # ----------------------------------------------------------------------------- checkpoints
     def _student_record(self, acc: float) -> dict:
@@ -284,12 +424,27 @@ class DDADTrainer:
             epoch=self.epoch,
         )
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step."""
+    def save_last(self) -> None:
+        """Write ``out_dir/last.pt`` (rank 0), with every rank's noise state; all ranks call it."""
+        noise_states = gather_to_all(self.dist, self.noise_rng.get_state())
+        if self.dist.is_main:
+            save_atomic(self.state_dict(noise_states), self.out_dir / "last.pt")
+
+    def state_dict(self, noise_states: list[Tensor] | None = None) -> dict:
+        """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step.
+
+        ``noise_states``: every rank's noise-generator state, in rank order (default: this
+        process's alone). ``iteration`` > 0 marks a checkpoint written inside an epoch; ``losses``
+        then holds that epoch's rows so far.
+        """
+        if noise_states is None:
+            noise_states = [self.noise_rng.get_state()]
         return {
             "kind": DISTILL_KIND,
             "config": asdict(self.cfg),
             "epoch": self.epoch,
+            "iteration": self.iteration,
+            "losses": self.losses[: self.iteration].cpu(),
             "best_acc": self.best_acc,
             "model": self._student_record(self.best_acc),
             "generator": self.generator.state_dict(),
@@ -298,32 +453,51 @@ class DDADTrainer:
             "sched_student": self.sched_student.state_dict(),
             "sched_generator": self.sched_generator.state_dict(),
             "rng": rng_state(),
-            "noise_rng": self.noise_rng.get_state(),
+            "noise_rng": noise_states[0],
+            "noise_rngs": noise_states,
         }
 
     def load(self, path: Path) -> None:
-        """Restore a ``state_dict()`` written by a run with the same settings."""
+        """Restore a ``state_dict()`` written by a run with the same settings.
+
+        Under another world size (or device type) each rank's noise is reseeded from the seed, the
+        epoch and its rank: the run goes on, with other noise than an uninterrupted one.
+        """
         ckpt = load_checkpoint(path)
         if ckpt.get("kind") != DISTILL_KIND:
             raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
         check_same_settings(ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path)
-        self.student.load_state_dict(ckpt["model"]["state_dict"])
-        self.generator.load_state_dict(ckpt["generator"])
-        self.opt_student.load_state_dict(ckpt["opt_student"])
-        self.opt_generator.load_state_dict(ckpt["opt_generator"])
-        self.sched_student.load_state_dict(ckpt["sched_student"])
-        self.sched_generator.load_state_dict(ckpt["sched_generator"])
-        set_rng_state(ckpt["rng"])
-        if ckpt["noise_rng"].numel() == self.noise_rng.get_state().numel():
-            self.noise_rng.set_state(ckpt["noise_rng"])
-        else:  # resumed on another device type: its generator keeps state in another form
-            self.noise_rng.manual_seed(self.cfg.seed + ckpt["epoch"])
-        self.epoch = ckpt["epoch"]
+        try:
+            load_state_strict(self.student, ckpt["model"]["state_dict"], path)
+            load_state_strict(self.generator, ckpt["generator"], path)
+            try:
+                self.opt_student.load_state_dict(ckpt["opt_student"])
+                self.opt_generator.load_state_dict(ckpt["opt_generator"])
+            except (ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: its optimiser state does not fit ({e})") from None
+            self.sched_student.load_state_dict(ckpt["sched_student"])
+            self.sched_generator.load_state_dict(ckpt["sched_generator"])
+            set_rng_state(ckpt["rng"])
+            states = ckpt.get("noise_rngs", [ckpt["noise_rng"]])
+            epoch, iteration = ckpt["epoch"], ckpt.get("iteration", 0)
+            if iteration:
+                self.losses[:iteration] = ckpt["losses"].to(self.device)
+        except KeyError as e:
+            raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None
+        own = self.noise_rng.get_state()
+        if len(states) == self.dist.world_size and states[self.dist.rank].numel() == own.numel():
+            self.noise_rng.set_state(states[self.dist.rank])
+        else:  # another world size, or another device type: its generator keeps another state
+            self.noise_rng.manual_seed(self._noise_seed(epoch))
+        self.epoch, self.iteration = epoch, iteration
         self.best_acc = ckpt["best_acc"]
 
 
 def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrainer:
-    """Load the data and the teacher, build student and generator, check they fit together."""
+    """Load the data and the teacher, build student and generator, check they fit together.
+
+    Under torchrun this also joins the process group (``distributed.init_distributed``).
+    """
     if cfg.teacher_ckpt is None:
         raise ConfigError(
             "distillation needs a trained teacher: give teacher_ckpt (--teacher-ckpt)"
@@ -338,4 +512,5 @@ def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrai
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, **facts)
     generator = Generator(cfg.nz, cfg.ngf, info.in_channels, info.image_size)
-    return DDADTrainer(cfg, teacher, student, generator, test_set, info, ops)
+    dist = init_distributed(cfg.device)
+    return DDADTrainer(cfg, teacher, student, generator, test_set, info, ops, dist)
