@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        imported = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if imported:
+            raise CheckpointError(
+                f"checkpoint {path} holds objects that are not plain tensors and containers; "
+                f"it was refused because unpickling it would import {imported[1]}, which could "
+                "run code"
+            ) from None
+        stopped = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
         raise CheckpointError(
-            f"checkpoint {path} holds objects that are not plain tensors and containers; it was "
-            f"refused because unpickling it could run code ({str(e).splitlines()[0]})"
+            f"checkpoint {path} is truncated or corrupt, or was not written by torch.save: the "
+            f"safe loader stopped at '{stopped[1].strip() if stopped else type(e).__name__}' and "
+            "refused it without running any of it"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # bytes that are no checkpoint fail in many ways: KeyError, EOFError...
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt and cannot be read ({e})"
+            f"checkpoint {path} is truncated or corrupt and cannot be read "
+            f"({type(e).__name__}: {str(e).strip() or 'no detail'})"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict")
