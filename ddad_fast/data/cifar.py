@@ -62,11 +62,44 @@ def _find_folder(name: str, root: Path, layout: _Layout) -> Path:
     )
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles containers, bytes and numpy arrays only: what a CIFAR batch holds.
+
+    A file that would import anything else (``os.system``, ...) could run code, and is refused.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_batch(name: str, path: Path, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, 3072) pixels and int64 (N,) labels of one pickled batch."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _ArraysOnlyUnpickler(f, encoding="bytes").load()
+    except _Refused as e:
+        raise DataError(
+            f"{name}: {path} was refused: unpickling it would import {e}, which could run code "
+            "(a CIFAR batch holds only arrays, lists and bytes)"
+        ) from None
     except Exception as e:  # a damaged pickle can fail with almost any exception type
         raise DataError(f"{name}: cannot unpickle {path}: {type(e).__name__}: {e}") from e
     if not isinstance(batch, dict):
