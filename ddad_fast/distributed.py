@@ -144,7 +144,7 @@ def global_bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -
 
     x: (n, C, H, W) this rank's input to the BatchNorm layer; running_mean, running_var: (C,).
     Each rank sums ``d = x - running_mean`` and ``d**2`` per channel and counts its elements; one
-    autograd-aware all-reduce adds them up (``torch.distributed.nn.functional.all_reduce``); then
+    autograd-aware all-reduce adds them up (a functional collective); then
     ``mean - running_mean = S1/N`` and the biased ``var = S2/N - (S1/N)**2``. Shifting by the
     running mean keeps the one-pass variance accurate in fp32 (``d`` is near zero on average).
     Every rank returns the same scalar. Its backward sums every rank's gradient into each rank's, so
@@ -156,9 +156,11 @@ def global_bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -
     count = torch.full((1,), float(d.numel() // d.shape[1]), device=d.device)
     stats = torch.cat([d.sum(dim=(0, 2, 3)), (d * d).sum(dim=(0, 2, 3)), count])
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce  # autograd-aware
+        # The functional collective: autograd-aware (backward all-reduces the gradients) and
+        # traceable by torch.compile, unlike the deprecated torch.distributed.nn.functional one.
+        from torch.distributed import _functional_collectives as fc
 
-        stats = all_reduce(stats)
+        stats = fc.all_reduce(stats, "sum", dist.group.WORLD)
     channels = x.shape[1]
     n = stats[-1]
     shift = stats[:channels] / n  # mean - running_mean
