@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from ddad_fast.teacher import TeacherConfig, train_teacher
 from ddad_fast.trainer import DistillConfig
@@ -10,6 +11,32 @@ from ddad_fast.trainer import DistillConfig
 TINY_TEACHER = TeacherConfig(
     model="smallcnn", dataset="digits", epochs=3, batch_size=64, lr=0.05, progress=False
 )
+
+TINY_DISTILL = DistillConfig(
+    student="tinycnn",
+    dataset="digits",
+    epochs=3,
+    epoch_iters=4,
+    student_steps=2,
+    batch_size=32,
+    nz=16,
+    ngf=8,
+    device="cpu",
+    progress=False,
+)
+
+
+def distill_argv(cfg: DistillConfig) -> list[str]:
+    """``ddad distill`` and the flags that spell ``cfg`` (every field, as the CLI names it)."""
+    argv = ["distill"]
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 @pytest.fixture(scope="session")
@@ -23,17 +50,16 @@ def digits_teacher(tmp_path_factory):
 @pytest.fixture
 def tiny_distill(digits_teacher, tmp_path):
     """A DistillConfig small enough for a few seconds of CPU: digits, smallcnn -> tinycnn."""
-    return DistillConfig(
-        teacher_ckpt=str(digits_teacher),
-        student="tinycnn",
-        dataset="digits",
-        out_dir=str(tmp_path / "run"),
-        epochs=3,
-        epoch_iters=4,
-        student_steps=2,
-        batch_size=32,
-        nz=16,
-        ngf=8,
-        device="cpu",
-        progress=False,
+    return dataclasses.replace(
+        TINY_DISTILL, teacher_ckpt=str(digits_teacher), out_dir=str(tmp_path / "run")
     )
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for this test (as its subprocesses get with OMP_NUM_THREADS=1): the
+    same float results in and out of process, and no thread contention on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,57 @@
+"""One generator step of the real trainer on fixed noise: run by torchrun from test_distributed.py,
+and in the test's own process for the single-process reference.
+
+``python dist_probe.py TEACHER_CKPT OUT.pt``: every rank takes its share of the same global batch
+of noise; rank 0 saves the global losses (per-rank L1 and generator losses averaged over the ranks,
+the BN term as every rank sees it) and the generator's gradients after DDP's all-reduce.
+"""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from ddad_fast.distributed import shutdown
+from ddad_fast.trainer import DistillConfig, build_trainer
+
+GLOBAL_BATCH = 16
+
+
+def probe(teacher_ckpt: str, out_dir: str) -> dict[str, torch.Tensor]:
+    cfg = DistillConfig(
+        teacher_ckpt=teacher_ckpt,
+        student="tinycnn",
+        dataset="digits",
+        out_dir=out_dir,
+        batch_size=GLOBAL_BATCH,
+        nz=16,
+        ngf=8,
+        device="cpu",
+        progress=False,
+    )
+    trainer = build_trainer(cfg)
+    ctx = trainer.dist
+    # Eval mode makes the generator's and the student's forwards per-sample (their own BN layers
+    # use running statistics), so a sample's image and logits do not depend on how the batch is
+    # split; the teacher's BN term and the loss scaling are what is compared.
+    trainer.generator.eval()
+    trainer.student.eval()
+    z = torch.randn(GLOBAL_BATCH, cfg.nz, generator=torch.Generator().manual_seed(123))
+    z[GLOBAL_BATCH // 2 :] = 3 * z[GLOBAL_BATCH // 2 :] + 1  # halves with unlike statistics
+    share = z.chunk(ctx.world_size)[ctx.rank]
+    trainer.noise = lambda: share
+    losses = trainer.generator_step()  # [L1, bn_loss, generator loss]
+    if ctx.distributed:
+        dist.all_reduce(losses)
+        losses /= ctx.world_size
+    grads = torch.cat([p.grad.flatten() for p in trainer.generator.parameters()])
+    result = {"losses": losses, "grads": grads, "world_size": torch.tensor(ctx.world_size)}
+    shutdown(ctx)
+    return result
+
+
+if __name__ == "__main__":
+    result = probe(sys.argv[1], sys.argv[2] + ".run")
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save(result, sys.argv[2])

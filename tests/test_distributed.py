@@ -1,0 +1,103 @@
+"""DDAD under torchrun with gloo: the global BN term, the loss scaling, a whole 2-rank run."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import distill_argv
+
+from ddad_fast.checkpoint import load_checkpoint
+from ddad_fast.distributed import SINGLE, DistContext, global_bn_stats_loss, per_rank_batch
+from ddad_fast.errors import ConfigError
+from ddad_fast.losses import bn_stats_loss
+from ddad_fast.metrics import read_metrics
+from ddad_fast.model_io import load_model
+from ddad_fast.trainer import build_trainer
+
+TESTS = Path(__file__).parent
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+needs_gloo = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with gloo is needed",
+)
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` (a free port), with the output captured."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 63, 4, 4), (8, 16, 1, 1), (5, 4, 3, 9)])
+def test_global_bn_loss_on_one_process_equals_the_reference(shape):
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(shape, generator=gen) * 3 + 5).requires_grad_()
+    rm = torch.randn(shape[1], generator=gen) + 5
+    rv = torch.rand(shape[1], generator=gen) * 9 + 0.5
+    ours = global_bn_stats_loss(x, rm, rv)
+    (grad_ours,) = torch.autograd.grad(ours, x)
+    ref = bn_stats_loss(x, rm, rv)
+    (grad_ref,) = torch.autograd.grad(ref, x)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_the_global_batch_is_shared_evenly():
+    assert per_rank_batch(256, SINGLE) == 256
+    assert per_rank_batch(256, DistContext(rank=1, world_size=4)) == 64
+    with pytest.raises(ConfigError, match="batch_size 250 is the global batch .* 4 ranks"):
+        per_rank_batch(250, DistContext(world_size=4))
+    with pytest.raises(ConfigError, match="leaves 1 image per rank"):
+        per_rank_batch(4, DistContext(world_size=4))
+
+
+@needs_gloo
+def test_two_ranks_of_b_give_the_loss_and_gradients_of_one_rank_of_2b(
+    digits_teacher, tmp_path, one_thread
+):
+    sys.path.insert(0, str(TESTS))
+    try:
+        from dist_probe import probe
+    finally:
+        sys.path.remove(str(TESTS))
+    single = probe(str(digits_teacher), str(tmp_path / "single"))
+    out = tmp_path / "probe.pt"
+    run = _torchrun([str(TESTS / "dist_probe.py"), str(digits_teacher), str(out)], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = torch.load(out, weights_only=True)
+    assert int(two["world_size"]) == 2 and int(single["world_size"]) == 1
+    # [L1, BN term, generator loss]: the same global values, and the same generator gradients
+    torch.testing.assert_close(two["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+    assert single["losses"][1] > 0.1  # the BN term is really there
+    torch.testing.assert_close(two["grads"], single["grads"], rtol=1e-4, atol=1e-6)
+
+
+@needs_gloo
+def test_torchrun_two_ranks_runs_ddad_like_one_process(tiny_distill, tmp_path, one_thread):
+    one = dataclasses.replace(tiny_distill, out_dir=str(tmp_path / "one"))
+    build_trainer(one).fit()
+    two = dataclasses.replace(tiny_distill, out_dir=str(tmp_path / "two"))
+    run = _torchrun(["-m", "ddad_fast", *distill_argv(two)], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("distill: teacher") == 1  # rank 0 alone reports
+    rows = read_metrics(tmp_path / "two" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # rank 0 alone logs
+    last = load_checkpoint(tmp_path / "two" / "last.pt")
+    assert last["epoch"] == 3 and len(last["noise_rngs"]) == 2
+    assert not torch.equal(*last["noise_rngs"])  # each rank drew its own noise
+    load_model(tmp_path / "two" / "best.pt", num_classes=10)
+    # Same settings, same global batch: the same losses up to the noise (and per-rank BN batches)
+    for r1, r2 in zip(read_metrics(tmp_path / "one" / "metrics.csv"), rows, strict=True):
+        for key in ("loss_student", "l1_generator", "bn_loss"):
+            assert r2[key] == pytest.approx(r1[key], rel=0.3), (r1["epoch"], key)
