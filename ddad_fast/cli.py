@@ -65,10 +65,14 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     if not trainer.dist.is_main:
         return
     if result.stopped:
+        where = (
+            f"at epoch {result.epochs + 1}, iteration {result.iteration}"
+            if result.iteration
+            else f"after epoch {result.epochs}"
+        )
         print(
-            f"distill: stopped by {result.stopped} at epoch {result.epochs + 1}, iteration "
-            f"{result.iteration}; {cfg.out_dir}/last.pt is written: run the same command with "
-            "--resume to continue"
+            f"distill: stopped by {result.stopped} {where}; {cfg.out_dir}/last.pt is written: "
+            "run the same command with --resume to continue"
         )
         return
     print(
