@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -23,13 +22,14 @@ class BNStatsHooks:
     """Adds up ``layer_loss(input, running_mean, running_var)`` over a model's BatchNorm2d layers.
 
     Hooks are registered on construction and removed by ``remove()`` (or on leaving a ``with``
-    block). They only compute while inside ``capture()``, so teacher forwards elsewhere (the
-    student steps) cost nothing extra::
+    block). They only compute between ``start()`` and ``collect()``, so teacher forwards elsewhere
+    (the student steps) cost nothing extra. Plain method calls rather than a context manager, so
+    ``torch.compile(fullgraph=True)`` traces a step that uses them::
 
         with BNStatsHooks(teacher) as hooks:
-            with hooks.capture():
-                logits = teacher(images)
-            loss = hooks.collect()   # scalar, sum over layers; clears the captured terms
+            hooks.start()
+            logits = teacher(images)
+            loss = hooks.collect()   # scalar, sum over layers; stops capturing
     """
 
     def __init__(self, model: nn.Module, layer_loss: BNLayerLoss = bn_stats_loss):
@@ -49,20 +49,16 @@ class BNStatsHooks:
         if self._capturing:
             self._terms.append(self.layer_loss(inputs[0], module.running_mean, module.running_var))
 
-    @contextmanager
-    def capture(self) -> Iterator[None]:
-        """Within this block every BN layer the model runs adds its term."""
+    def start(self) -> None:
+        """From now on every BN layer the model runs adds its term."""
         self._terms.clear()
         self._capturing = True
-        try:
-            yield
-        finally:
-            self._capturing = False
 
     def collect(self) -> Tensor:
-        """The sum of the terms captured since ``capture()`` began (a scalar); clears them."""
+        """The sum of the terms captured since ``start()`` (a scalar); stops capturing."""
+        self._capturing = False
         if not self._terms:
-            raise RuntimeError("collect() found no BN terms: run the teacher inside capture()")
+            raise RuntimeError("collect() found no BN terms: run the teacher after start()")
         total = torch.stack(self._terms).sum()
         self._terms.clear()
         return total

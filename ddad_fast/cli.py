@@ -30,21 +30,33 @@ def _field_comments(cls: type) -> dict[str, str]:
     return {m[1]: m[2] for m in map(pattern.match, inspect.getsource(cls).splitlines()) if m}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per dataclass field of ``cls``, typed and defaulted from the field."""
+# The public DFAD script's flag names, accepted by `ddad distill` as aliases.
+DFAD_ALIASES = {
+    "batch_size": ["--batch_size"],
+    "lr_student": ["--lr_S"],
+    "lr_generator": ["--lr_G"],
+    "epoch_iters": ["--epoch_itrs"],
+}
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, aliases: dict[str, list[str]] | None = None
+) -> None:
+    """One flag per dataclass field of ``cls``, typed and defaulted from the field, plus
+    ``aliases`` (extra flag names per field)."""
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
     for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-"), *(aliases or {}).get(field.name, [])]
         kind = hints[field.name]
         base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
         help_text = f"{comments.get(field.name, '')} (default: {field.default})".replace("%", "%%")
         if base is bool:
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
+                *flags, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
             )
         else:
-            parser.add_argument(flag, type=base, default=field.default, help=help_text)
+            parser.add_argument(*flags, type=base, default=field.default, help=help_text)
 
 
 def config_from_args(cls: type, args: argparse.Namespace):
@@ -108,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_teacher)
 
     p = sub.add_parser("distill", help="distill a student from a teacher, without data")
-    add_config_flags(p, DistillConfig)
+    add_config_flags(p, DistillConfig, DFAD_ALIASES)
     p.set_defaults(run=_cmd_distill)
 
     p = sub.add_parser("eval", help="test accuracy of a saved model")

@@ -172,21 +172,30 @@ class DDADTrainer:
             cfg.nz,
             self.device,
         )
-        # The wrappers share the modules' parameters; they are called only where gradients must
-        # be averaged across ranks (the student in its step, the generator in its step).
-        self.student_ddp = wrap_ddp(self.student, dist, self.device)
-        self.generator_ddp = wrap_ddp(self.generator, dist, self.device)
         self.test_set = test_set
         self.info = info
         layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
         self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
+        if self.ops.channels_last:
+            for model in (self.teacher, self.student, self.generator):
+                model.to(memory_format=torch.channels_last)
+        # The wrappers share the modules' parameters; they are called only where gradients must
+        # be averaged across ranks (the student in its loss, the generator in its loss).
+        self.student_ddp = wrap_ddp(self.student, dist, self.device)
+        self.generator_ddp = wrap_ddp(self.generator, dist, self.device)
+        fused = self.ops.fused_optimizers or None  # None: torch's default implementation
         self.opt_student = torch.optim.SGD(
             self.student.parameters(),
             lr=cfg.lr_student,
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
+            fused=fused,
         )
-        self.opt_generator = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator)
+        self.opt_generator = torch.optim.Adam(
+            self.generator.parameters(), lr=cfg.lr_generator, fused=fused
+        )
+        self._student_loss = self.ops.compiled(self.student_loss, self.device)
+        self._generator_loss = self.ops.compiled(self.generator_loss, self.device)
         self.sched_student = make_scheduler(self.opt_student, cfg.schedule, cfg.epochs)
         self.sched_generator = make_scheduler(self.opt_generator, cfg.schedule, cfg.epochs)
         self.noise_rng = torch.Generator(device=self.device)
@@ -210,12 +219,47 @@ class DDADTrainer:
         """This rank's batch of generator inputs z: (batch_size / world_size, nz), on the device."""
         return torch.randn((self.batch, self.cfg.nz), device=self.device, generator=self.noise_rng)
 
+    def student_loss(self, z: Tensor) -> Tensor:
+        """L1(teacher, student) on the images G(z) (generator and teacher without gradients).
+
+        z: (B, nz). Returns a scalar (fp32). The backend may compile this function.
+        """
+        with torch.no_grad(), self.ops.autocast(self.device):
+            images = self.generator(z)
+            t_logits = self.teacher(images)
+        with self.ops.autocast(self.device):
+            s_logits = self.student_ddp(images)  # the student itself on one process
+        return self.ops.l1_discrepancy(t_logits, s_logits)
+
+    def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The generator's objective on G(z): ``-L1(t, s) + lambda_bn * bn_loss`` (+ DAFL terms).
+
+        z: (B, nz). Returns (loss to minimise, detached [L1, bn_loss, loss]). The backend may
+        compile this function.
+        """
+        cfg = self.cfg
+        with self.ops.autocast(self.device):
+            images = self.generator_ddp(z)  # the generator itself on one process
+            if self.bn_hooks is not None:
+                self.bn_hooks.start()
+                t_logits = self.teacher(images)
+                bn_loss = self.bn_hooks.collect()
+            else:
+                t_logits = self.teacher(images)
+                bn_loss = torch.zeros((), device=z.device)
+            s_logits = self.student(images)
+        l1 = self.ops.l1_discrepancy(t_logits, s_logits)
+        loss = -l1 + cfg.lambda_bn * bn_loss
+        if cfg.lambda_onehot > 0:
+            loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
+        if cfg.lambda_entropy > 0:
+            loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits)
+        return loss, torch.stack([l1, bn_loss, loss]).detach()
+
     def student_step(self) -> Tensor:
         """One SGD step of the student on L1(teacher, student) over fresh generated images."""
-        with torch.no_grad():
-            images = self.generator(self.noise())
-            t_logits = self.teacher(images)
-        loss = self.ops.l1_discrepancy(t_logits, self.student_ddp(images))
+        self.ops.step_begin()
+        loss = self._student_loss(self.noise())
         self.opt_student.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_student.step()
@@ -223,26 +267,15 @@ class DDADTrainer:
 
     def generator_step(self) -> Tensor:
         """One Adam step of the generator; returns [L1, bn_loss, generator loss] (detached)."""
-        cfg = self.cfg
-        images = self.generator_ddp(self.noise())
-        if self.bn_hooks is not None:
-            with self.bn_hooks.capture():
-                t_logits = self.teacher(images)
-            bn_loss = self.bn_hooks.collect()
-        else:
-            t_logits = self.teacher(images)
-            bn_loss = torch.zeros((), device=self.device)
-        l1 = self.ops.l1_discrepancy(t_logits, self.student(images))
-        loss = -l1 + cfg.lambda_bn * bn_loss
-        if cfg.lambda_onehot > 0:
-            loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
-        if cfg.lambda_entropy > 0:
-            loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits)
+        self.ops.step_begin()
+        # The student is a discriminator here: frozen, so no weight gradients are computed for it.
+        self.student.requires_grad_(False)
+        loss, parts = self._generator_loss(self.noise())
+        self.student.requires_grad_(True)
         self.opt_generator.zero_grad(set_to_none=True)
-        # Only the generator's gradients: autograd skips the student's weight gradients.
-        loss.backward(inputs=list(self.generator.parameters()))
+        loss.backward()
         self.opt_generator.step()
-        return torch.stack([l1, bn_loss, loss]).detach()
+        return parts
 
     # ----------------------------------------------------------------------------- the loop
     def train_epoch(self, stop: StopRequest | None = None) -> dict[str, float] | None:

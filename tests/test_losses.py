@@ -63,12 +63,15 @@ def test_hooks_sum_every_bn_layer_only_while_capturing():
     x = torch.randn(6, 1, 5, 5)
     with BNStatsHooks(net) as hooks:
         assert hooks.num_layers == 2
-        net(x)  # outside capture(): nothing recorded
-        with pytest.raises(RuntimeError, match="capture"):
+        net(x)  # before start(): nothing recorded
+        with pytest.raises(RuntimeError, match="start"):
             hooks.collect()
-        with hooks.capture():
-            net(x)
+        hooks.start()
+        net(x)
         total = hooks.collect()
+        net(x)  # after collect(): nothing recorded
+        with pytest.raises(RuntimeError, match="start"):
+            hooks.collect()
     a = net[0](x)
     expected = bn_stats_loss(a, net[1].running_mean, net[1].running_var) + bn_stats_loss(
         net[2](net[1](a)), net[3].running_mean, net[3].running_var
@@ -86,9 +89,10 @@ def test_hooks_are_removed_after_use():
 def test_hooks_gradient_reaches_the_input():
     net = _net_with_two_bns()
     x = torch.randn(4, 1, 5, 5, requires_grad=True)
-    with BNStatsHooks(net) as hooks, hooks.capture():
+    with BNStatsHooks(net) as hooks:
+        hooks.start()
         net(x)
-    hooks.collect().backward()
+        hooks.collect().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
