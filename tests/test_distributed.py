@@ -2,8 +2,11 @@
 
 import dataclasses
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,35 @@ def test_torchrun_two_ranks_runs_ddad_like_one_process(tiny_distill, tmp_path, o
     for r1, r2 in zip(read_metrics(tmp_path / "one" / "metrics.csv"), rows, strict=True):
         for key in ("loss_student", "l1_generator", "bn_loss"):
             assert r2[key] == pytest.approx(r1[key], rel=0.3), (r1["epoch"], key)
+
+
+@needs_gloo
+def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(tiny_distill, tmp_path, one_thread):
+    cfg = dataclasses.replace(tiny_distill, out_dir=str(tmp_path / "run"), epochs=500)
+    python = " ".join(map(shlex.quote, [sys.executable, "-m", "ddad_fast", *distill_argv(cfg)]))
+    # Each worker runs under a shell that records its exit status (the shell outlives the signal).
+    worker = f"trap : TERM; {python}; echo $? > {tmp_path}/rc.$RANK"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.Popen(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "--no-python", "bash", "-c", worker],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = Path(cfg.out_dir) / "metrics.csv"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):  # one epoch done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to torchrun, which forwards it to the workers
+    out, err = proc.communicate(timeout=120)
+    assert "distill: stopped by SIGTERM" in out, err[-3000:]
+    for rank in (0, 1):
+        assert (tmp_path / f"rc.{rank}").read_text().strip() == "0", rank
+    last = load_checkpoint(Path(cfg.out_dir) / "last.pt")
+    assert last["epoch"] >= 1 and len(last["noise_rngs"]) == 2
+    # One process goes on from the 2-rank checkpoint (its noise reseeded)
+    trainer = build_trainer(dataclasses.replace(cfg, resume=True))
+    assert trainer.fit(stop_after=1).epochs == last["epoch"] + 1
