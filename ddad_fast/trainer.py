@@ -159,6 +159,11 @@ class DDADTrainer:
         self.batch = per_rank_batch(cfg.batch_size, dist)
         self.device = rank_device(cfg.device, dist)
         self.ops = ops or get_backend(cfg.backend)
+        if dist.distributed and self.ops.compile:
+            raise ConfigError(
+                f"--backend {self.ops.name} compiles the loss functions with fullgraph=True, which "
+                "cannot trace DistributedDataParallel's forward; under torchrun use --backend eager"
+            )
         self.teacher = teacher.to(self.device).eval().requires_grad_(False)
         self.student = student.to(self.device).train()
         self.generator = generator.to(self.device).train()

@@ -14,12 +14,14 @@ import torch
 from conftest import distill_argv
 
 from ddad_fast.checkpoint import load_checkpoint
+from ddad_fast.data import load_dataset
 from ddad_fast.distributed import SINGLE, DistContext, global_bn_stats_loss, per_rank_batch
 from ddad_fast.errors import ConfigError
 from ddad_fast.losses import bn_stats_loss
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import load_model
-from ddad_fast.trainer import build_trainer
+from ddad_fast.models import Generator, build_model
+from ddad_fast.trainer import DDADTrainer, build_trainer
 
 TESTS = Path(__file__).parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -63,6 +65,17 @@ def test_the_global_batch_is_shared_evenly():
         per_rank_batch(250, DistContext(world_size=4))
     with pytest.raises(ConfigError, match="leaves 1 image per rank"):
         per_rank_batch(4, DistContext(world_size=4))
+
+
+def test_a_compiled_backend_is_refused_under_torchrun(tiny_distill):
+    """torch.compile(fullgraph=True) cannot trace DDP's forward: refused, not a crash mid-run."""
+    _, test_set, info = load_dataset("digits")
+    cfg = dataclasses.replace(tiny_distill, backend="fast")
+    models = (build_model("smallcnn", 10, 1, 8), build_model("tinycnn", 10, 1, 8))
+    with pytest.raises(ConfigError, match="under torchrun use --backend eager"):
+        DDADTrainer(
+            cfg, *models, Generator(cfg.nz, cfg.ngf, 1, 8), test_set, info, dist=DistContext(0, 2)
+        )
 
 
 @needs_gloo
