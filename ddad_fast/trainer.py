@@ -304,10 +304,11 @@ class DDADTrainer:
         )
         while self.iteration < cfg.epoch_iters:
             it = self.iteration
-            student = self.student_step()
-            for _ in range(cfg.student_steps - 1):
-                student = student + self.student_step()
-            self.losses[it, 0] = student
+            # Each step's losses are copied out at once: under CUDA graphs a step's outputs are
+            # overwritten by the next one.
+            self.losses[it, 0] = 0.0
+            for _ in range(cfg.student_steps):
+                self.losses[it, 0] += self.student_step()
             self.losses[it, 1:] = self.generator_step()
             self.iteration = it + 1
             bar.update()
