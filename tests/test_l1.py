@@ -184,6 +184,15 @@ def test_student_step_skips_the_teacher_gradient():
     assert empty_t.numel() == 0 and torch.equal(grad_s, ref.grad)
 
 
+def test_mixed_dtypes_are_promoted_like_eager():
+    t, _, _, _ = make_pair((2, 13, 33, 17), torch.float32)
+    _, s, _, _ = make_pair((2, 13, 33, 17), torch.bfloat16, seed=1)
+    loss, gt, gs = run(l1_ops.l1_discrepancy, t, s)
+    ref_loss, ref_gt, ref_gs = run(eager, t, s)
+    torch.testing.assert_close(loss, ref_loss, rtol=2e-6, atol=0)
+    assert gs.dtype == torch.bfloat16 and torch.equal(gt, ref_gt) and torch.equal(gs, ref_gs)
+
+
 def test_empty_input_is_nan_like_eager():
     t = torch.zeros(0, 10, requires_grad=True)
     s = torch.zeros(0, 10, requires_grad=True)

@@ -72,7 +72,7 @@ if AVAILABLE:
     def _backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         t, s = ctx.saved_tensors
         need_t, need_s = ctx.needs_input_grad
-        grad_t, grad_s = torch.ops.ddad.l1_discrepancy_backward(grad, t, s, need_t, need_s)
+        grad_t, grad_s = torch.ops.ddad.l1_discrepancy_backward.default(grad, t, s, need_t, need_s)
         return (grad_t if need_t else None), (grad_s if need_s else None)
 
     torch.library.register_autograd("ddad::l1_discrepancy", _backward, setup_context=_setup_context)
@@ -83,7 +83,12 @@ def l1_discrepancy(t: Tensor, s: Tensor, log1p: bool = False) -> Tensor:
 
     t, s: logits (N, C) or logit maps (N, C, H, W) of the same shape, dtype (float32, bfloat16 or
     float16) and device, in any memory format. log1p: return ``log(1 + L1)`` instead (the
-    generator's objective for segmentation in DFAD); autograd goes through both.
+    generator's objective for segmentation in DFAD); autograd goes through both. Inputs of two
+    different float dtypes (e.g. an fp32 teacher and a bf16 student under AMP) are promoted to the
+    wider one first, at the cost of one copy, as the eager reference computes in fp32 anyway.
     """
-    loss = torch.ops.ddad.l1_discrepancy(t, s) if AVAILABLE else losses.l1_discrepancy(t, s)
+    if AVAILABLE and t.dtype != s.dtype and t.is_floating_point() and s.is_floating_point():
+        dtype = torch.promote_types(t.dtype, s.dtype)
+        t, s = t.to(dtype), s.to(dtype)
+    loss = torch.ops.ddad.l1_discrepancy.default(t, s) if AVAILABLE else losses.l1_discrepancy(t, s)
     return torch.log1p(loss) if log1p else loss
