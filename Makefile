@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 # --system-site-packages keeps a CUDA torch the machine already has; torch==2.13.0 (CPU wheel on
 # our machines) is installed only where no torch imports.
-$(STAMP): setup.py $(wildcard csrc/*.cpp csrc/cuda/*)
+$(STAMP): setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q "setuptools>=64" wheel
