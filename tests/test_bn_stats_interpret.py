@@ -23,15 +23,17 @@ interpreted = pytest.mark.skipif(
 @pytest.mark.skipif(INTERPRETING, reason="this is the interpreter run")
 def test_kernels_under_the_interpreter():
     pytest.importorskip("triton")
+    pytest_args = ["-o", "addopts=", "-q", "-p", "no:cacheprovider", __file__]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        [sys.executable, "-m", "pytest", *pytest_args],
         env={**os.environ, "TRITON_INTERPRET": "1"},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout
+    # Everything ran there but this test (nothing skipped for want of triton or the interpreter).
+    assert " passed, 1 skipped in " in result.stdout, result.stdout[-2000:]
 
 
 @pytest.fixture(scope="module")
