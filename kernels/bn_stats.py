@@ -34,7 +34,8 @@ from torch.library import wrap_triton
 
 TILE = 4096  # elements per [BLOCK_L, BLOCK_C] tile
 PROGRAMS_PER_SM = 4  # forward stage 1 aims at this many programs per SM
-MAX_PARTIALS = 128  # forward stage 1 slices per channel (stage 2 adds them in one program)
+MIN_TILES_PER_SLICE = 8  # forward: each stage-1 program reads at least this many tiles, which
+MAX_PARTIALS = 1024  # ... and this cap keep the partials stage 2 adds in one program few
 TILES_PER_PROGRAM = 4  # backward: tiles each program writes
 
 
@@ -219,7 +220,7 @@ def _blocks(c: int, l_len: int, stride_c: int, stride_l: int) -> tuple[int, int]
         block_c = min(triton.next_power_of_2(c), 128)
         return block_c, max(TILE // block_c, 1)
     block_l = min(triton.next_power_of_2(l_len), 1024)
-    return max(TILE // block_l, 1), block_l
+    return min(max(TILE // block_l, 1), triton.next_power_of_2(c)), block_l
 
 
 @functools.cache
@@ -256,7 +257,9 @@ def bn_stats_forward(
     m = x.shape[0] * x.shape[2] * x.shape[3]
     block_c, block_l = _blocks(c, l_len, sc, sl)
     c_blocks = triton.cdiv(c, block_c)
-    splits = max(1, min(MAX_PARTIALS, _programs_wanted(x.device) // c_blocks))
+    tiles = o * triton.cdiv(l_len, block_l)  # per channel block
+    splits = min(_programs_wanted(x.device) // c_blocks, tiles // MIN_TILES_PER_SLICE)
+    splits = max(1, min(MAX_PARTIALS, splits))
     split_o, split_l, o_per, l_per = _split(o, l_len, block_l, splits)
     num_partials = split_o * split_l
     partials = torch.empty((2, num_partials, c), device=x.device, dtype=torch.float32)

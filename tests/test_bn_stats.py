@@ -335,3 +335,35 @@ def test_cuda_opcheck_and_compile():
     ref_loss, ref_grads = value_and_grads(losses.bn_stats_loss, x, rm, rv)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
     assert_close_scaled(grads[0], ref_grads[0], rtol=1e-4)
+
+
+def test_cuda_path_traces_into_the_triton_kernels(monkeypatch):
+    """Without a GPU: the graph torch.compile's AOT stage makes of the op on (fake) CUDA tensors
+    holds the Triton kernels themselves, two for the forward and one for the backward."""
+    kernels = pytest.importorskip("ddad_fast.kernels.bn_stats")
+    from functorch.compile import aot_function
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    monkeypatch.setattr(kernels, "_num_sms", lambda index: 132)
+    graphs = []
+
+    class Captured(Exception):
+        pass
+
+    def capture(gm, example_inputs):
+        graphs.append(gm.code)
+        raise Captured  # the graph is all we want; fake CUDA tensors cannot run here
+
+    def forward_and_backward(x, rm, rv, grad):
+        _, mean, var, dist = torch.ops.ddad.bn_stats_loss(x, rm, rv)
+        return torch.ops.ddad.bn_stats_loss_backward(grad, x, mean, var, dist, rm, rv)
+
+    with FakeTensorMode():
+        x = torch.empty_strided((8, 16, 8, 8), (1024, 1, 128, 16), device="cuda")  # NHWC
+        rm, rv = torch.empty(16, device="cuda"), torch.empty(16, device="cuda")
+        with pytest.raises(Captured):
+            grad = torch.empty((), device="cuda")
+            aot_function(forward_and_backward, fw_compiler=capture)(x, rm, rv, grad)
+    (code,) = graphs
+    assert code.count("triton_kernel_wrapper_functional(") == 3
+    assert "ddad.bn_stats" not in code  # decomposed into the kernels, not an opaque op

@@ -72,7 +72,7 @@ def exact(x, running_mean, running_var, grad):
     return loss.detach(), mean.detach(), var.detach(), dx
 
 
-# (N, C, H, W): C 3, 63, 64; 1x1, 7x7 and 32x32 maps; (1, 2, 64, 64) splits L over programs.
+# (N, C, H, W): C 3, 63, 64; 1x1, 7x7, 32x32 and 64x64 maps; batch 1 to 16.
 SHAPES = [(2, 3, 5, 5), (4, 63, 7, 7), (3, 64, 1, 1), (1, 3, 32, 32), (16, 5, 3, 3), (1, 2, 64, 64)]
 
 
@@ -101,19 +101,27 @@ def test_forward_and_backward_kernels(kernels, shape, layout, dtype):
 
 
 @interpreted
-def test_split_reduction_matches_one_program(kernels, monkeypatch):
-    """Partial slices over N and over L add up to the statistics one program finds, both exact."""
+def test_split_over_n_and_l_matches_one_program(kernels, monkeypatch):
+    """Forward partial slices over N and over L add up to the statistics one program finds, and
+    backward slices write the same dx; all exact. (Small shapes: force the splits.)"""
     x, rm, rv = make_input((3, 4, 64, 64), "nchw", torch.float32)
+    grad = torch.tensor(0.9)
+    monkeypatch.setattr(kernels, "MIN_TILES_PER_SLICE", 1)
+    monkeypatch.setattr(kernels, "TILES_PER_PROGRAM", 1)
     split_o, split_l, _, _ = kernels._split(3, 64 * 64, 1024, kernels._programs_wanted(x.device))
     assert split_o > 1 and split_l > 1
     split = kernels.bn_stats_forward(x, rm, rv)
+    split_dx = kernels.bn_stats_backward(grad, x, *split[1:], rm, rv)
     monkeypatch.setattr(kernels, "_programs_wanted", lambda device: 1)
+    monkeypatch.setattr(kernels, "TILES_PER_PROGRAM", 1 << 30)
     single = kernels.bn_stats_forward(x, rm, rv)
-    ref_loss, ref_mean, ref_var, _ = exact(x, rm, rv, 1.0)
-    for loss, mean, var, _ in (split, single):
+    single_dx = kernels.bn_stats_backward(grad, x, *single[1:], rm, rv)
+    ref_loss, ref_mean, ref_var, ref_dx = exact(x, rm, rv, 0.9)
+    for (loss, mean, var, _), dx in ((split, split_dx), (single, single_dx)):
         torch.testing.assert_close(loss.double(), ref_loss, rtol=2e-5, atol=0)
         torch.testing.assert_close(mean.double(), ref_mean, rtol=2e-5, atol=1e-5)
         torch.testing.assert_close(var.double(), ref_var, rtol=3e-5, atol=0)
+        assert (dx.double() - ref_dx).abs().max() <= 1e-4 * ref_dx.abs().max()
 
 
 @interpreted
