@@ -62,7 +62,18 @@ setup(
     package_dir={"ddad_fast.kernels": "kernels"},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "scikit-learn", "tqdm", "matplotlib", "pillow"],
-    extras_require={"dev": ["pytest", "pytest-benchmark", "ruff", "ninja", "pybind11"]},
+    extras_require={
+        # triton: the CUDA kernels, and their tests under TRITON_INTERPRET=1 on CPU (Linux wheels
+        # only; CUDA torch wheels bring their own).
+        "dev": [
+            "pytest",
+            "pytest-benchmark",
+            "ruff",
+            "ninja",
+            "pybind11",
+            'triton>=3.2; platform_system == "Linux"',
+        ]
+    },
     entry_points={"console_scripts": ["ddad = ddad_fast.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
