@@ -12,6 +12,7 @@ from torch import Tensor
 
 from . import losses
 from .errors import ConfigError
+from .ops import bn_stats as fused_bn_stats
 from .ops import l1 as fused_l1
 
 
@@ -58,11 +59,12 @@ EAGER = DistillOps("eager", losses.l1_discrepancy, losses.bn_stats_loss)
 
 # The fast backend: the same loop and losses, compiled, in bf16 autocast on CUDA (BN statistics
 # and losses still accumulate in fp32), channels_last, fused optimisers, CUDA graphs on GPU, the
-# fused L1 op of the C++/CUDA extension (the eager reference, with one warning, where unbuilt).
+# fused ops: L1 from the C++/CUDA extension, BN statistics from Triton (CUDA) or C++ (CPU); each
+# falls back to its eager reference, with one warning, where not built.
 FAST = DistillOps(
     "fast",
     fused_l1.l1_discrepancy,
-    losses.bn_stats_loss,
+    fused_bn_stats.bn_stats_loss,
     compile=True,
     cuda_graphs=True,
     channels_last=True,
