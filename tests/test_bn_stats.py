@@ -227,8 +227,8 @@ def test_drop_in_for_the_teacher_hooks():
     results = []
     for layer_loss in (losses.bn_stats_loss, bn_stats_loss):
         with BNStatsHooks(teacher, layer_loss=layer_loss) as hooks:
-            with hooks.capture():
-                teacher(images)
+            hooks.start()
+            teacher(images)
             total = hooks.collect()
         results.append((total.detach(), torch.autograd.grad(total, images)[0]))
     (fused_total, fused_grad), (ref_total, ref_grad) = results[1], results[0]
