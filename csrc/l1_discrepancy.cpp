@@ -6,8 +6,8 @@
 // reduction tree: 32 lanes per block of 1024 elements, blocks into a per-chunk set of 32 lanes, the
 // lanes folded pairwise, one partial per chunk of 32768 elements, partials summed pairwise. The
 // chunking does not depend on the number of threads, so the result is bitwise the same run to run
-// and for any torch.get_num_threads(). Chunks are spread over threads with at::parallel_for
-// (OpenMP in torch's CPU builds).
+// and for any torch.get_num_threads(). Chunks are handed out to torch's intra-op threads by an
+// OpenMP loop with a dynamic schedule, so a core busy with another process holds no one up.
 //
 // The inner loops have two implementations with the same arithmetic in the same order, hence
 // bitwise-identical results: AVX2 (+F16C for float16) intrinsics, chosen at run time where the CPU has
@@ -311,15 +311,31 @@ float pairwise_sum(c10::SmallVectorImpl<float>& p) {
   return p.empty() ? 0.0f : p[0];
 }
 
+// Runs f(c) for every chunk c of [0, n) (kChunk elements each, the last one shorter) on up to
+// torch.get_num_threads() threads, one chunk at a time to whichever thread is free. Nested in
+// another parallel region, runs serially.
+template <typename F>
+void for_each_chunk(int64_t n, const F& f) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const int64_t threads =
+      at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), chunks);
+  if (threads <= 1) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      f(c, c * kChunk, std::min(kChunk, n - c * kChunk));
+    }
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
+  for (int64_t c = 0; c < chunks; ++c) {
+    f(c, c * kChunk, std::min(kChunk, n - c * kChunk));
+  }
+}
+
 template <typename T>
 float l1_mean(const T* t, const T* s, int64_t n) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  c10::SmallVector<float, 16> partial(chunks, 0.0f);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t off = c * kChunk;
-      partial[c] = chunk_sum(t + off, s + off, std::min(kChunk, n - off));
-    }
+  c10::SmallVector<float, 16> partial((n + kChunk - 1) / kChunk, 0.0f);
+  for_each_chunk(n, [&](int64_t c, int64_t off, int64_t len) {
+    partial[c] = chunk_sum(t + off, s + off, len);
   });
   // Division in double then one rounding, like torch's mean of a float32 tensor.
   return static_cast<float>(static_cast<double>(pairwise_sum(partial)) / static_cast<double>(n));
@@ -331,9 +347,8 @@ void l1_grad(const T* t, const T* s, T* gt, T* gs, int64_t n, float g) {
   const auto scale = static_cast<float>(static_cast<double>(g) / static_cast<double>(n));
   const T pos(scale);
   const T neg(-scale);
-  at::parallel_for(0, n, kChunk, [&](int64_t begin, int64_t end) {
-    chunk_grad(t + begin, s + begin, gt ? gt + begin : nullptr, gs ? gs + begin : nullptr,
-               end - begin, pos, neg);
+  for_each_chunk(n, [&](int64_t /*c*/, int64_t off, int64_t len) {
+    chunk_grad(t + off, s + off, gt ? gt + off : nullptr, gs ? gs + off : nullptr, len, pos, neg);
   });
 }
 
