@@ -10,13 +10,16 @@ forward builds the autograd graph (the generator's images require grad), backwar
 (compiled backwards free their saved buffers, so a graph cannot be replayed). GB/s counts the
 bytes a fused pass must move (forward: read x; backward: read x and write dx), so the three
 implementations compare on one scale; the peak is the device's DRAM bandwidth (CUDA) or a
-measured ``x.sum()`` read rate (CPU).
+measured ``x.sum()`` read rate (CPU). On CPU, fresh pages for dx dominate the backward unless
+torch's allocator uses huge pages: ``THP_MEM_ALLOC_ENABLE=1 python bench/...`` (recorded as
+cpu_alloc).
 Rows go to bench/results.csv; the table is printed last, then one summary line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -127,12 +130,15 @@ def main() -> None:
 
     reference = total(losses.bn_stats_loss).item()
     env = environment(args.device)
+    # Large CPU tensors (dx, eager's temporaries) come from fresh pages unless torch's allocator
+    # asks for transparent huge pages; page faults then cost as much as the work. Recorded.
+    cpu_alloc = "thp" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "default"
     peak = peak_gbps(layers, args.device)
     print(
         f"{args.model} batch {args.batch} {args.size}x{args.size}: {len(shapes)} BN layers, "
         f"{x_bytes / 1e9:.2f} GB of inputs ({args.dtype}"
         f"{', channels_last' if args.channels_last else ''}); {env['device']}; "
-        f"peak {peak:.1f} GB/s",
+        f"peak {peak:.1f} GB/s; CPU allocator pages: {cpu_alloc}",
         flush=True,
     )
     rows = []
@@ -161,6 +167,7 @@ def main() -> None:
                     "size": args.size,
                     "dtype": args.dtype,
                     "memory_format": "channels_last" if args.channels_last else "nchw",
+                    "cpu_alloc": cpu_alloc,
                     "pass": pass_name,
                     "impl": name,
                     "ms": ms,
