@@ -103,9 +103,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     check_task(args.task, {"model": args.model} if args.model else None, args.dataset)
     _, test_set, info = load_dataset(args.dataset, args.data_root, args.image_size)
     model, record = load_model(
-        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size
+        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size, args.task
     )
-    check_task(args.task, {"model": record["model"]})
     device = resolve_device(args.device)
     where = f"eval: {record['model']} from {args.ckpt} on {info.name} test:"
     if args.task == "cls":

@@ -68,12 +68,12 @@ def check_task(task: str, models: dict[str, str] | None = None, dataset: str | N
     for role, name in (models or {}).items():
         if model_task(name) != task:
             raise ConfigError(
-                f"the {role} {name!r} is a {_LONG[model_task(name)]} model but the task is "
+                f"the {role} is {name!r}, a {_LONG[model_task(name)]} model, but the task is "
                 f"{task} ({_LONG[task]}); use --task {model_task(name)} or a {_LONG[task]} model"
             )
     if dataset is not None and dataset_task(dataset) != task:
         raise ConfigError(
-            f"dataset {dataset!r} is a {_LONG[dataset_task(dataset)]} dataset but the task is "
+            f"dataset {dataset!r} is a {_LONG[dataset_task(dataset)]} dataset, but the task is "
             f"{task} ({_LONG[task]}); use --task {dataset_task(dataset)} or a {_LONG[task]} "
             "dataset"
         )

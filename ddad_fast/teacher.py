@@ -27,7 +27,7 @@ RESUMABLE_CHANGES = frozenset({"resume", "device", "out_dir", "data_root", "prog
 
 @dataclass
 class TeacherConfig:
-    """Settings of supervised teacher training (SGD, cosine schedule, shift/flip augmentation).
+    """Settings of supervised teacher training (SGD or Adam, a schedule, shift/flip augmentation).
 
     For segmentation (``task="seg"``) the loss is per-pixel cross-entropy that skips the dataset's
     ignored label, the augmentation is the same random flip of image and label map, and the score
@@ -44,8 +44,9 @@ class TeacherConfig:
     seed: int = 0
     epochs: int = 200
     batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (with momentum) or adam
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD's
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     label_smoothing: float = 0.0
@@ -59,6 +60,8 @@ class TeacherConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         check_task(self.task, {"model": self.model}, self.dataset)
 
 
@@ -73,9 +76,12 @@ def train_teacher(cfg: TeacherConfig) -> float:
     train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, info.num_classes, info.in_channels, info.image_size).to(device)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs)
     shuffle_rng = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out_dir)

@@ -558,8 +558,7 @@ def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrai
         "in_channels": info.in_channels,
         "image_size": info.image_size,
     }
-    teacher, record = load_model(cfg.teacher_ckpt, cfg.teacher, **facts)
-    check_task(cfg.task, {"teacher": record["model"]})
+    teacher, _ = load_model(cfg.teacher_ckpt, cfg.teacher, **facts, task=cfg.task)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, **facts)
     task = get_task(cfg.task)
