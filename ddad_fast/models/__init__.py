@@ -62,9 +62,11 @@ def _deeplab_mobilenet(
     width: float = 1.0,
     aspp: int = 256,
     rates: tuple[int, ...] = (12, 24, 36),
+    max_blocks: int | None = None,
 ) -> DeepLabV3:
-    """DeepLabV3 on a dilated MobileNetV2 (width 1 by default), output stride 8."""
-    return DeepLabV3(MobileNetV2Backbone(in_channels, width, 8), num_classes, aspp, rates)
+    """DeepLabV3 on a dilated MobileNetV2 (width 1, every block by default), output stride 8."""
+    backbone = MobileNetV2Backbone(in_channels, width, 8, max_blocks)
+    return DeepLabV3(backbone, num_classes, aspp, rates)
 
 
 # Segmentation models: (N, in_channels, H, W) -> logit maps (N, num_classes, H, W). The full-width
@@ -75,6 +77,10 @@ _SEG_REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
     "deeplabv3_mobilenetv2": (_deeplab_mobilenet, 16),
     "deeplabv3_resnet_small": (
         partial(_deeplab_resnet, depths=(1, 1, 1, 1), width=16, aspp=64, rates=(1, 2, 3)),
+        16,
+    ),
+    "deeplabv3_mobilenetv2_small": (
+        partial(_deeplab_mobilenet, aspp=64, rates=(1, 2, 3), max_blocks=1),
         16,
     ),
     "deeplabv3_mobilenetv2_tiny": (

@@ -4,7 +4,8 @@ Layer for layer torchvision's ``mobilenet_v2().features`` without its last 1x1 c
 channels: the backbone DFAD's DeepLabV3-MobileNetV2 uses (features end at the 320-channel
 inverted residual). Once the output stride is reached, a stage's stride 2 becomes a dilation of 2
 (the stage's first block keeps the previous dilation). ``width`` scales every layer's channels,
-rounded to multiples of 8 as torchvision does.
+rounded to multiples of 8 as torchvision does; ``max_blocks`` caps the blocks of each stage (the
+depth setting of the small variants).
 """
 
 from __future__ import annotations
@@ -70,7 +71,13 @@ class MobileNetV2Backbone(nn.Module):
     ``out_channels`` = 320 at width 1.
     """
 
-    def __init__(self, in_channels: int = 3, width: float = 1.0, output_stride: int = 8) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: float = 1.0,
+        output_stride: int = 8,
+        max_blocks: int | None = None,
+    ) -> None:
         super().__init__()
         if output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
@@ -85,7 +92,7 @@ class MobileNetV2Backbone(nn.Module):
                 dilation, stride = dilation * 2, 1
             else:
                 stride_so_far *= stride
-            for i in range(count):
+            for i in range(count if max_blocks is None else min(count, max_blocks)):
                 first = i == 0
                 layers.append(
                     InvertedResidual(
