@@ -58,7 +58,10 @@ def test_deeplabv3_mobilenetv2_is_torchvisions_backbone_plus_the_same_head():
     assert _params(model) == 5_113_877
 
 
-@pytest.mark.parametrize("name", ["deeplabv3_resnet_small", "deeplabv3_mobilenetv2_tiny"])
+SMALL = ["deeplabv3_resnet_small", "deeplabv3_mobilenetv2_small", "deeplabv3_mobilenetv2_tiny"]
+
+
+@pytest.mark.parametrize("name", SMALL)
 @pytest.mark.parametrize(("h", "w"), [(32, 32), (24, 40)])
 def test_small_models_give_logit_maps_of_the_input_size(name, h, w):
     model = build_model(name, 11, 1, 32).eval()
@@ -93,6 +96,12 @@ def test_dilation_replaces_stride_as_torchvision_does():
     assert resnet.layer2[0].conv2.stride == (2, 2)
 
 
+def test_max_blocks_caps_each_stage_of_the_mobilenet():
+    backbone = MobileNetV2Backbone(1, 1.0, 8, max_blocks=1)
+    assert len(backbone.features) == 1 + 7  # the stem and one block per stage
+    assert backbone.out_channels == 320
+
+
 def test_mobilenet_keeps_torchvisions_channels():
     with torch.device("meta"):
         backbone = MobileNetV2Backbone(3, 1.0, 8)
@@ -114,6 +123,7 @@ def test_seg_generator_refuses_a_size_not_a_multiple_of_16():
 def test_registry_keeps_segmentation_models_apart_from_classifiers():
     assert seg_model_names() == [
         "deeplabv3_mobilenetv2",
+        "deeplabv3_mobilenetv2_small",
         "deeplabv3_mobilenetv2_tiny",
         "deeplabv3_resnet50",
         "deeplabv3_resnet_small",
