@@ -76,7 +76,7 @@ def test_full_width_models_give_logit_maps_of_the_input_size():
             assert model(torch.randn(1, 3, 32, 32)).shape == (1, 13, 32, 32)
 
 
-@pytest.mark.parametrize("stride", [8, 16])
+@pytest.mark.parametrize("stride", [4, 8, 16])
 def test_backbones_stop_at_the_output_stride(stride):
     x = torch.randn(1, 3, 64, 64)
     resnet = DilatedResNet(3, (1, 1, 1, 1), 8, stride).eval()

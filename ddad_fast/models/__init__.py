@@ -51,9 +51,11 @@ def _deeplab_resnet(
     width: int = 64,
     aspp: int = 256,
     rates: tuple[int, ...] = (12, 24, 36),
+    output_stride: int = 8,
 ) -> DeepLabV3:
     """DeepLabV3 on a dilated Bottleneck ResNet (ResNet-50 by default), output stride 8."""
-    return DeepLabV3(DilatedResNet(in_channels, depths, width, 8), num_classes, aspp, rates)
+    backbone = DilatedResNet(in_channels, depths, width, output_stride)
+    return DeepLabV3(backbone, num_classes, aspp, rates)
 
 
 def _deeplab_mobilenet(
@@ -63,9 +65,10 @@ def _deeplab_mobilenet(
     aspp: int = 256,
     rates: tuple[int, ...] = (12, 24, 36),
     max_blocks: int | None = None,
+    output_stride: int = 8,
 ) -> DeepLabV3:
     """DeepLabV3 on a dilated MobileNetV2 (width 1, every block by default), output stride 8."""
-    backbone = MobileNetV2Backbone(in_channels, width, 8, max_blocks)
+    backbone = MobileNetV2Backbone(in_channels, width, output_stride, max_blocks)
     return DeepLabV3(backbone, num_classes, aspp, rates)
 
 
@@ -76,11 +79,25 @@ _SEG_REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
     "deeplabv3_resnet50": (_deeplab_resnet, 16),
     "deeplabv3_mobilenetv2": (_deeplab_mobilenet, 16),
     "deeplabv3_resnet_small": (
-        partial(_deeplab_resnet, depths=(1, 1, 1, 1), width=16, aspp=64, rates=(1, 2, 3)),
+        partial(
+            _deeplab_resnet,
+            depths=(1, 1, 1, 1),
+            width=16,
+            aspp=64,
+            rates=(1, 2, 3),
+            output_stride=4,
+        ),
         16,
     ),
     "deeplabv3_mobilenetv2_small": (
-        partial(_deeplab_mobilenet, aspp=64, rates=(1, 2, 3), max_blocks=1),
+        partial(
+            _deeplab_mobilenet,
+            width=0.5,
+            aspp=32,
+            rates=(1, 2, 3),
+            max_blocks=1,
+            output_stride=4,
+        ),
         16,
     ),
     "deeplabv3_mobilenetv2_tiny": (

@@ -79,8 +79,8 @@ class MobileNetV2Backbone(nn.Module):
         max_blocks: int | None = None,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+        if output_stride not in (4, 8, 16):
+            raise ValueError(f"output_stride must be 4, 8 or 16, got {output_stride}")
         self.output_stride = output_stride
         cin = make_divisible(32 * width)
         layers: list[nn.Module] = [conv_bn_relu6(in_channels, cin, 3, stride=2)]

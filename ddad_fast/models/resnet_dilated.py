@@ -61,8 +61,8 @@ class DilatedResNet(nn.Module):
         output_stride: int = 8,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+        if output_stride not in (4, 8, 16):
+            raise ValueError(f"output_stride must be 4, 8 or 16, got {output_stride}")
         self.output_stride = output_stride
         self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
