@@ -137,7 +137,7 @@ class RunResult:
 class TeacherResult:
     dataset: str
     acc: float
-    seconds: float  # training time, 0 when a cached teacher was reused
+    seconds: float  # training time (recorded when it was trained, for a cached teacher)
     path: Path
 
 
@@ -155,11 +155,12 @@ def prepare_teacher(cfg: StudyConfig, plan: DatasetPlan) -> TeacherResult:
         device=cfg.device,
         progress=cfg.progress,
     )
-    path, seconds = _cached_teacher(teacher_cfg), 0.0
+    path = _cached_teacher(teacher_cfg)
     if path is None:
-        start = time.perf_counter()
         train_teacher(teacher_cfg)
-        path, seconds = Path(teacher_cfg.out_dir) / "teacher.pt", time.perf_counter() - start
+        path = Path(teacher_cfg.out_dir) / "teacher.pt"
+    # The training time, as its metrics recorded it (also for a cached teacher).
+    seconds = read_metrics(Path(teacher_cfg.out_dir) / "metrics.csv")[-1]["seconds"]
     _, test_set, info = load_dataset(plan.dataset, None, plan.image_size)
     device = resolve_device(cfg.device)
     teacher, _ = load_model(path, None, info.num_classes, info.in_channels, info.image_size)
