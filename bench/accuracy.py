@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out-dir", default="runs/study")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--jobs", type=int, default=1, help="datasets run at once (processes)")
     parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
     parser.add_argument("--results", type=Path, help="also write the section into this file")
     parser.add_argument(
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     load_before = os.getloadavg()
     start = time.perf_counter()
-    teachers, runs = run_study(cfg)
+    teachers, runs = run_study(cfg, args.jobs)
     minutes = (time.perf_counter() - start) / 60
     load_after = os.getloadavg()
 
@@ -91,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(grid, out / f"samples_{plan.dataset}_{method}.png")
     facts = (
         f"Commit `{_commit()}`, {platform.machine()} CPU with {os.cpu_count()} cores, "
-        f"{args.threads} torch thread(s), torch {torch.__version__}, no GPU. Whole study "
-        f"{minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at the start, "
-        f"{load_after[0]:.1f} at the end (the machine is shared: wall times are inflated)."
+        f"{args.jobs} process(es) of {args.threads} torch thread(s), torch {torch.__version__}, "
+        f"no GPU. Whole study {minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at "
+        f"the start, {load_after[0]:.1f} at the end (shared machine: wall times inflated)."
     )
     figures = out if args.figures is None else args.figures
     if args.results is not None:

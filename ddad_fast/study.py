@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,14 +87,15 @@ class DatasetPlan:
 
 
 # The CPU study: smallcnn teacher -> tinycnn student on both datasets (fashion-mnist at 16x16).
-DIGITS = DatasetPlan("digits", teacher_epochs=60, epochs=10, epoch_iters=20)
+DIGITS = DatasetPlan("digits", teacher_epochs=60, epochs=8, epoch_iters=20, batch_size=64)
 FASHION_MNIST = DatasetPlan(
     "fashion-mnist",
     image_size=16,
     teacher_epochs=3,
     teacher_batch_size=128,
-    epochs=6,
-    epoch_iters=15,
+    epochs=5,
+    epoch_iters=12,
+    batch_size=64,
 )
 
 
@@ -266,25 +269,44 @@ def run_real_data(
     return RunResult(plan.dataset, method, seed, acc, best, time.perf_counter() - start, curve)
 
 
-def run_study(cfg: StudyConfig) -> tuple[list[TeacherResult], list[RunResult]]:
-    """Every (dataset, method, seed) run of ``cfg``; writes ``out_dir/runs.csv`` as runs finish."""
+def run_dataset(cfg: StudyConfig, plan: DatasetPlan) -> tuple[TeacherResult, list[RunResult]]:
+    """The teacher, then every (seed, method) run of one dataset, seeds outermost (so a change in
+    the machine's load falls on every method alike); ``out_dir/<dataset>/runs.csv`` grows as runs
+    finish."""
+    teacher = prepare_teacher(cfg, plan)
+    print(f"study: {plan.dataset} teacher {teacher.acc:.2f}% ({teacher.seconds:.0f}s)", flush=True)
+    runs = []
+    for seed, method in itertools.product(cfg.seeds, cfg.methods):
+        run = run_data_free if METHODS[method].kind == DATA_FREE else run_real_data
+        result = run(cfg, plan, method, seed, teacher.path)
+        runs.append(result)
+        write_runs_csv(runs, Path(cfg.out_dir) / plan.dataset / "runs.csv")
+        print(
+            f"study: {plan.dataset} {method} seed {seed}: final {result.final_acc:.2f}% "
+            f"(best {result.best_acc:.2f}%), {result.seconds:.0f}s",
+            flush=True,
+        )
+    return teacher, runs
+
+
+def run_study(cfg: StudyConfig, jobs: int = 1) -> tuple[list[TeacherResult], list[RunResult]]:
+    """Every dataset's runs (``run_dataset``), ``jobs`` datasets at a time in worker processes
+    with this process's torch thread count; writes every run to ``out_dir/runs.csv``."""
     cfg.validate()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    teachers, runs = [], []
-    for plan in cfg.plans:
-        teacher = prepare_teacher(cfg, plan)
-        teachers.append(teacher)
-        print(f"study: {plan.dataset} teacher {teacher.acc:.2f}% ({teacher.seconds:.0f}s)")
-        for method, seed in itertools.product(cfg.methods, cfg.seeds):
-            run = run_data_free if METHODS[method].kind == DATA_FREE else run_real_data
-            result = run(cfg, plan, method, seed, teacher.path)
-            runs.append(result)
-            write_runs_csv(runs, out / "runs.csv")
-            print(
-                f"study: {plan.dataset} {method} seed {seed}: final {result.final_acc:.2f}% "
-                f"(best {result.best_acc:.2f}%), {result.seconds:.0f}s"
-            )
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    if jobs > 1:
+        with ProcessPoolExecutor(
+            min(jobs, len(cfg.plans)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=torch.set_num_threads,
+            initargs=(torch.get_num_threads(),),
+        ) as pool:
+            done = list(pool.map(run_dataset, [cfg] * len(cfg.plans), cfg.plans))
+    else:
+        done = [run_dataset(cfg, plan) for plan in cfg.plans]
+    teachers = [teacher for teacher, _ in done]
+    runs = [r for _, dataset_runs in done for r in dataset_runs]
+    write_runs_csv(runs, Path(cfg.out_dir) / "runs.csv")
     return teachers, runs
 
 
