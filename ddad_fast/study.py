@@ -87,7 +87,7 @@ class DatasetPlan:
 
 
 # The CPU study: smallcnn teacher -> tinycnn student on both datasets (fashion-mnist at 16x16).
-DIGITS = DatasetPlan("digits", teacher_epochs=60, epochs=8, epoch_iters=20, batch_size=64)
+DIGITS = DatasetPlan("digits", teacher_epochs=60, epochs=10, epoch_iters=20, batch_size=128)
 FASHION_MNIST = DatasetPlan(
     "fashion-mnist",
     image_size=16,
