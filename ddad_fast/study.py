@@ -94,7 +94,7 @@ FASHION_MNIST = DatasetPlan(
     teacher_epochs=3,
     teacher_batch_size=128,
     epochs=5,
-    epoch_iters=12,
+    epoch_iters=30,
     batch_size=64,
 )
 
