@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         cfg.distill = dataclasses.replace(cfg.distill, nz=16, ngf=8, student_steps=2)
     command = "python bench/accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    commit = _commit()  # the code that runs, whatever is committed while it runs
     load_before = os.getloadavg()
     start = time.perf_counter()
     teachers, runs = run_study(cfg, args.jobs)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 grid = out / plan.dataset / method / f"seed{cfg.seeds[0]}" / "samples.png"
                 shutil.copyfile(grid, out / f"samples_{plan.dataset}_{method}.png")
     facts = (
-        f"Commit `{_commit()}`, {platform.machine()} CPU with {os.cpu_count()} cores, "
+        f"Commit `{commit}`, {platform.machine()} CPU with {os.cpu_count()} cores, "
         f"{args.jobs} process(es) of {args.threads} torch thread(s), torch {torch.__version__}, "
         f"no GPU. Whole study {minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at "
         f"the start, {load_after[0]:.1f} at the end (shared machine: wall times inflated)."
