@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_DISTILL
+from torch.utils.data import TensorDataset
 
+from ddad_fast.data import DatasetInfo
 from ddad_fast.feature_hooks import PenultimateFeatures
 from ddad_fast.losses import activation_loss, negative_entropy_loss, onehot_loss
+from ddad_fast.models import Generator, build_model
 from ddad_fast.study import METHODS
 from ddad_fast.study_report import SECTION_BEGIN, SECTION_END, replace_section
-from ddad_fast.trainer import build_trainer
+from ddad_fast.trainer import DDADTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,15 +77,19 @@ def test_activation_loss_is_minus_the_mean_absolute_feature():
     assert activation_loss(f).item() == pytest.approx(-1.5)
 
 
-def test_dafl_generator_loss_is_the_sum_of_its_weighted_terms(tiny_distill):
+def test_dafl_generator_loss_is_the_sum_of_its_weighted_terms():
+    torch.manual_seed(0)
+    info = DatasetInfo("random", 10, 1, 8, (0.5,), (0.25,), False)
+    test_set = TensorDataset(torch.randn(4, 1, 8, 8), torch.arange(4))
     overrides = METHODS["dafl"].overrides
-    trainer = build_trainer(dataclasses.replace(tiny_distill, **overrides))
+    cfg = dataclasses.replace(TINY_DISTILL, **overrides)
+    teacher, student = build_model("smallcnn", 10, 1, 8), build_model("tinycnn", 10, 1, 8)
+    generator = Generator(cfg.nz, cfg.ngf, 1, 8)
+    trainer = DDADTrainer(cfg, teacher, student, generator, test_set, info)
     assert trainer.bn_hooks is None  # lambda_bn = 0
     z = trainer.noise()
-    torch.manual_seed(0)
     loss, parts = trainer.generator_loss(z)
-    torch.manual_seed(0)  # the generator is in train mode: the same batch gives the same images
-    images = trainer.generator(z)
+    images = trainer.generator(z)  # train-mode BN: the same batch gives the same images
     hook = PenultimateFeatures(trainer.teacher)
     hook.start()
     t = trainer.teacher(images)
