@@ -1,12 +1,13 @@
 """The accuracy study (issue 8): DDAD against adversarial-only (DFAD), BN-statistics-only and DAFL
 generators, and against KD / scratch training on the real images, on the same teacher and budget.
 
-    python bench/accuracy.py                                    # the CPU study, into runs/study/
-    python bench/accuracy.py --results bench/RESULTS.md --figures bench/figures   # + the report
-    python bench/accuracy.py --tiny --seeds 0                   # seconds: the CI smoke setting
+    python bench/accuracy.py --jobs 2          # the CPU study (datasets side by side), runs/study/
+    python bench/accuracy.py --jobs 2 --results bench/RESULTS.md --figures bench/figures
+    python bench/accuracy.py --tiny --seeds 0  # seconds: the CI smoke setting
 
 Writes under --out-dir: runs.csv (every run), study.md (the section), accuracy_vs_time.png,
-samples_<dataset>_<method>.png, and each run's folder <dataset>/<method>/seed<k>/.
+samples_<dataset>_<method>.png, and each run's folder <dataset>/<method>/seed<k>/. --results puts
+the section into that Markdown file; --figures gets the PNGs and runs.csv (accuracy_runs.csv).
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = out if args.figures is None else args.figures
     if args.results is not None:
         figures.mkdir(parents=True, exist_ok=True)
-        for png in out.glob("*.png"):
-            if figures.resolve() != out.resolve():
+        if figures.resolve() != out.resolve():
+            for png in out.glob("*.png"):
                 shutil.copyfile(png, figures / png.name)
+            shutil.copyfile(out / "runs.csv", figures / "accuracy_runs.csv")
         link = os.path.relpath(figures, args.results.parent)
         replace_section(args.results, section(cfg, teachers, runs, command, facts, link))
     text = section(cfg, teachers, runs, command, facts, ".")

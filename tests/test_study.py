@@ -44,6 +44,9 @@ def test_the_study_script_writes_table_csv_and_pngs(tmp_path):
     for method in METHODS.values():
         assert f"| {method.label} | " in text
     assert "| teacher (smallcnn) | " in text
+    assert (tmp_path / "figures" / "accuracy_runs.csv").read_bytes() == (
+        tmp_path / "out" / "runs.csv"
+    ).read_bytes()
     pngs = {p.name for p in (tmp_path / "figures").glob("*.png")}
     grids = {f"samples_digits_{m}.png" for m in ("ddad", "dfad", "bn-only", "dafl")}
     assert pngs == {"accuracy_vs_time.png"} | grids
