@@ -21,4 +21,16 @@ TORCH_LIBRARY(ddad, m) {
   m.def(
       "l1_discrepancy_backward(Tensor grad, Tensor t, Tensor s, bool need_t=True, bool need_s=True)"
       " -> (Tensor, Tensor)");
+
+  // The CPU kernels behind ddad::bn_stats_loss (the op itself is a triton_op defined in
+  // ddad_fast/ops/bn_stats.py, whose CPU path calls these). For x (N, C, H, W) in any memory format
+  // and running statistics (C,): the loss ||mean - running_mean||_2 + ||var - running_var||_2 with
+  // the per-channel fp32 mean and biased var it used, and dist = the two norms (2,) in fp32.
+  m.def(
+      "bn_stats_forward_cpu(Tensor x, Tensor running_mean, Tensor running_var)"
+      " -> (Tensor loss, Tensor mean, Tensor var, Tensor dist)");
+  // dx = dL/dmean / M + dL/dvar * 2 (x - mean) / M (M = N*H*W) in x's dtype and memory format.
+  m.def(
+      "bn_stats_backward_cpu(Tensor grad, Tensor x, Tensor mean, Tensor var, Tensor dist,"
+      " Tensor running_mean, Tensor running_var) -> Tensor");
 }

@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from .batching import accuracy
 from .data import dataset_names, load_dataset
 from .demo import run_demo
+from .demo_seg import run_seg_demo
 from .distributed import shutdown
 from .errors import DDADError
 from .model_io import load_model
+from .seg_metrics import evaluate_segmentation
+from .tasks import TASK_NAMES, check_task
 from .teacher import TeacherConfig, train_teacher
 from .trainer import DistillConfig, build_trainer, resolve_device
 
@@ -66,7 +69,8 @@ def config_from_args(cls: type, args: argparse.Namespace):
 def _cmd_teacher(args: argparse.Namespace) -> None:
     cfg = config_from_args(TeacherConfig, args)
     acc = train_teacher(cfg)
-    print(f"teacher {cfg.model} on {cfg.dataset}: test accuracy {acc:.2f}% -> {cfg.out_dir}")
+    score = "mIoU" if cfg.task == "seg" else "accuracy"
+    print(f"teacher {cfg.model} on {cfg.dataset}: test {score} {acc:.2f}% -> {cfg.out_dir}")
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
@@ -87,25 +91,38 @@ def _cmd_distill(args: argparse.Namespace) -> None:
             "run the same command with --resume to continue"
         )
         return
+    score = "mIoU " if cfg.task == "seg" else ""
     print(
-        f"distill: teacher {result.teacher_acc:.2f}% student {result.final_acc:.2f}% "
+        f"distill: teacher {score}{result.teacher_acc:.2f}% student {score}{result.final_acc:.2f}% "
         f"(best {result.best_acc:.2f}%) after {result.epochs} epochs, {result.seconds:.0f}s "
         f"-> {cfg.out_dir}"
     )
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    check_task(args.task, {"model": args.model} if args.model else None, args.dataset)
     _, test_set, info = load_dataset(args.dataset, args.data_root, args.image_size)
     model, record = load_model(
-        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size
+        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size, args.task
     )
     device = resolve_device(args.device)
-    acc = accuracy(model.to(device), test_set, device)
-    print(f"eval: {record['model']} from {args.ckpt} on {info.name} test: {acc:.2f}%")
+    where = f"eval: {record['model']} from {args.ckpt} on {info.name} test:"
+    if args.task == "cls":
+        print(f"{where} {accuracy(model.to(device), test_set, device):.2f}%")
+        return
+    scores = evaluate_segmentation(
+        model.to(device), test_set, device, info.num_classes, info.ignore_index
+    )
+    print(f"{where} mIoU {100 * scores.miou:.2f}% pixel accuracy {100 * scores.pixel_acc:.2f}%")
+    per_class = " ".join(f"{k}:{100 * iou:.1f}" for k, iou in enumerate(scores.per_class_iou))
+    print(f"eval: per-class IoU (%, nan: class absent) {per_class}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    run_demo(args.out_dir, args.device, progress=args.progress)
+    if args.task == "seg":
+        run_seg_demo(args.out_dir or "runs/demo-seg", args.device, progress=args.progress)
+    else:
+        run_demo(args.out_dir or "runs/demo", args.device, progress=args.progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, DistillConfig, DFAD_ALIASES)
     p.set_defaults(run=_cmd_distill)
 
-    p = sub.add_parser("eval", help="test accuracy of a saved model")
+    p = sub.add_parser("eval", help="test accuracy (or mIoU) of a saved model")
+    p.add_argument("--task", choices=TASK_NAMES, default="cls", help="cls or seg (mIoU)")
     p.add_argument("--ckpt", required=True, help="teacher.pt, best.pt, last.pt or a state_dict")
     p.add_argument("--dataset", required=True, help=f"one of {', '.join(dataset_names())}")
     p.add_argument("--model", default=None, help="registry name (needed for a bare state_dict)")
@@ -133,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_eval)
 
     p = sub.add_parser("demo", help="the embedded default: digits teacher, data-free student")
-    p.add_argument("--out-dir", default="runs/demo")
+    p.add_argument(
+        "--task",
+        choices=TASK_NAMES,
+        default="cls",
+        help="cls: digits classification; seg: segmentation of composite digit canvases",
+    )
+    p.add_argument("--out-dir", default=None, help="default: runs/demo (cls), runs/demo-seg (seg)")
     p.add_argument("--device", default="auto")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(run=_cmd_demo)

@@ -99,12 +99,15 @@ def check_models_fit(
     image_size: int,
     nz: int,
     device: torch.device,
+    dense: bool = False,
 ) -> None:
     """One forward of two generated images through teacher and student, before any training.
 
     Refuses with a ConfigError naming the mismatch: generated images of another shape than the
     dataset's, a teacher or student that cannot take them (wrong input channels or size), or
     logits whose class count differs from the dataset's or between teacher and student.
+    ``dense``: the models must give logit maps (2, classes, image_size, image_size) (segmentation)
+    rather than logits (2, classes).
     Runs in eval mode on zero noise: no RNG draw, no BN statistics update.
     """
     modes = [(m, m.training) for m in (teacher, student, generator)]
@@ -126,10 +129,16 @@ def check_models_fit(
                     f"the {role} ({type(model).__name__}) cannot take {in_channels}x{image_size}x"
                     f"{image_size} images: {str(e).splitlines()[0]}"
                 ) from None
-            if out.dim() != 2 or out.shape[0] != 2:
+            want_maps = (image_size, image_size) if dense else ()
+            if tuple(out.shape[2:]) != want_maps or out.dim() < 2 or out.shape[0] != 2:
+                need = (
+                    f"logit maps (2, classes, {image_size}, {image_size})"
+                    if dense
+                    else "logits (2, classes)"
+                )
                 raise ConfigError(
                     f"the {role} ({type(model).__name__}) gives outputs of shape "
-                    f"{tuple(out.shape)} for 2 images; logits (2, classes) are needed"
+                    f"{tuple(out.shape)} for 2 images; {need} are needed"
                 )
             logits[role] = out.shape[1]
         if logits["teacher"] != logits["student"]:

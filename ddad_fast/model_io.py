@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .checkpoint import load_checkpoint, load_state_strict
 from .errors import CheckpointError, ConfigError
 from .models import build_model
+from .tasks import check_task
 
 MODEL_KIND = "ddad_fast.model"
 
@@ -53,12 +54,14 @@ def load_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     image_size: int | None = None,
+    task: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from ``path`` and check it against what the caller needs.
 
     Accepts our model records (``teacher.pt``, ``best.pt``), our training checkpoints (their
     ``model`` entry) and published raw state_dicts (bare, or under ``state_dict``/``model``, with or
     without a ``module.`` prefix), for which ``name`` and the shape facts must be given.
+    ``task`` (cls or seg), when given, refuses a model made for the other task first.
     Returns (model in eval mode, the record without its weights).
     """
     path = Path(path)
@@ -67,6 +70,8 @@ def load_model(
         obj = obj["model"]
     if obj.get("kind") == MODEL_KIND:
         record = {k: v for k, v in obj.items() if k != "state_dict"}
+        if task is not None:
+            check_task(task, {f"model in {path}": record.get("model")})
         _check_matches(
             path,
             record,
@@ -87,6 +92,8 @@ def load_model(
                 f"{path} is a bare state_dict: name its architecture (e.g. --teacher resnet34) "
                 "and the dataset so the model can be built"
             )
+        if task is not None:
+            check_task(task, {"model": name})
         record = {
             "kind": MODEL_KIND,
             "model": name,

@@ -1,4 +1,5 @@
-"""PNG outputs a person looks at: a grid of generated samples and the training curves."""
+"""PNG outputs a person looks at: a grid of generated samples, generated images beside predicted
+label maps, and the training curves."""
 
 from __future__ import annotations
 
@@ -34,15 +35,53 @@ def save_image_grid(
     fig.savefig(path, dpi=80)
 
 
-def plot_distill_curves(metrics_csv: str | Path, path: str | Path) -> None:
-    """Plot accuracy (student, teacher) and the losses per epoch of a distillation metrics CSV."""
+def save_seg_panel(
+    images: Tensor,
+    maps: dict[str, Tensor],
+    path: str | Path,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    num_classes: int,
+) -> None:
+    """One row per image: the image (N, C, H, W), normalised, then each named label map
+    ``maps[title]`` (N, H, W) of class indices in [0, num_classes), one colour per class."""
+    images = images.detach().float().cpu()
+    pixels = images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    pixels = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    n, ncol = len(pixels), 1 + len(maps)
+    fig = Figure(figsize=(1.6 * ncol, 1.6 * n))
+    axes = fig.subplots(n, ncol, squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(pixels[i, :, :, 0] if pixels.shape[-1] == 1 else pixels[i], cmap="gray")
+        for j, labels in enumerate(maps.values(), start=1):
+            axes[i, j].imshow(
+                labels[i].cpu().numpy(),
+                cmap="tab20",
+                vmin=0,
+                vmax=num_classes - 1,
+                interpolation="nearest",
+            )
+    for j, title in enumerate(["generated", *maps]):
+        axes[0, j].set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout(pad=0.1)
+    fig.savefig(path, dpi=80)
+
+
+def plot_distill_curves(metrics_csv: str | Path, path: str | Path, score: str = "acc") -> None:
+    """Plot the score (student, teacher) and the losses per epoch of a distillation metrics CSV.
+
+    score: the score's column suffix, ``acc`` (accuracy) or ``miou`` (mean IoU).
+    """
     rows = read_metrics(metrics_csv)
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(10, 4))
     ax_acc, ax_loss = fig.subplots(1, 2)
-    ax_acc.plot(epochs, [r["student_acc"] for r in rows], label="student")
-    ax_acc.plot(epochs, [r["teacher_acc"] for r in rows], "--", label="teacher")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="accuracy")
+    ax_acc.plot(epochs, [r[f"student_{score}"] for r in rows], label="student")
+    ax_acc.plot(epochs, [r[f"teacher_{score}"] for r in rows], "--", label="teacher")
+    title = {"acc": "accuracy", "miou": "mean IoU"}[score]
+    ax_acc.set(xlabel="epoch", ylabel=f"test {title} (%)", title=title)
     ax_acc.legend()
     for key in ("loss_student", "l1_generator", "bn_loss"):
         ax_loss.plot(epochs, [r[key] for r in rows], label=key)

@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .batching import accuracy, iterate_batches
+from .batching import iterate_batches
 from .checkpoint import check_same_settings, load_checkpoint, rng_state, save_atomic, set_rng_state
-from .data import load_dataset, train_augment
+from .data import load_dataset, seg_augment, train_augment
 from .errors import CheckpointError, ConfigError
 from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
 from .schedules import make_scheduler
+from .tasks import check_task, get_task
 from .trainer import resolve_device
 
 TEACHER_TRAIN_KIND = "ddad_fast.teacher_training"
@@ -26,8 +27,14 @@ RESUMABLE_CHANGES = frozenset({"resume", "device", "out_dir", "data_root", "prog
 
 @dataclass
 class TeacherConfig:
-    """Settings of supervised teacher training (SGD, cosine schedule, shift/flip augmentation)."""
+    """Settings of supervised teacher training (SGD or Adam, a schedule, shift/flip augmentation).
 
+    For segmentation (``task="seg"``) the loss is per-pixel cross-entropy that skips the dataset's
+    ignored label, the augmentation is the same random flip of image and label map, and the score
+    is mean IoU.
+    """
+
+    task: str = "cls"  # cls (classification) or seg (segmentation)
     model: str = "resnet34"
     dataset: str = "cifar10"
     data_root: str | None = None
@@ -37,12 +44,13 @@ class TeacherConfig:
     seed: int = 0
     epochs: int = 200
     batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (with momentum) or adam
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD's
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     label_smoothing: float = 0.0
-    augment: bool = True  # random shifts (and flips where the dataset allows them)
+    augment: bool = True  # random shifts (cls) and flips where the dataset allows them
     resume: bool = False
     progress: bool = True
 
@@ -52,21 +60,28 @@ class TeacherConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        check_task(self.task, {"model": self.model}, self.dataset)
 
 
 def train_teacher(cfg: TeacherConfig) -> float:
     """Train ``cfg.model`` on ``cfg.dataset``; writes ``out_dir/teacher.pt`` every epoch.
 
-    Returns the final test accuracy in percent.
+    Returns the final test score in percent: accuracy (cls) or mean IoU (seg).
     """
     cfg.validate()
+    task = get_task(cfg.task)
     device = resolve_device(cfg.device)
     train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, info.num_classes, info.in_channels, info.image_size).to(device)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs)
     shuffle_rng = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
@@ -103,18 +118,29 @@ def train_teacher(cfg: TeacherConfig) -> float:
         loss_sum = torch.zeros((), device=device)
         batches = 0
         for x, y in iterate_batches(train_set, cfg.batch_size, device, True, shuffle_rng):
-            if cfg.augment:
+            if cfg.augment and task.dense:
+                x, y = seg_augment(x, y, info, None)
+            elif cfg.augment:
                 x = train_augment(x, info, None)
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            ignore = -100 if info.ignore_index is None else info.ignore_index  # -100: torch's
+            loss = F.cross_entropy(
+                model(x), y, ignore_index=ignore, label_smoothing=cfg.label_smoothing
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach()
             batches += 1
         sched.step()
-        acc = accuracy(model, test_set, device)
+        acc = task.score(model, test_set, device, info)
         record = model_record(
-            cfg.model, model, **facts, dataset=cfg.dataset, test_acc=acc, epoch=epoch
+            cfg.model,
+            model,
+            **facts,
+            dataset=cfg.dataset,
+            task=cfg.task,
+            test_acc=acc,
+            epoch=epoch,
         )
         save_atomic(record, out / "teacher.pt")
         save_atomic(
@@ -134,7 +160,7 @@ def train_teacher(cfg: TeacherConfig) -> float:
             {
                 "epoch": epoch,
                 "loss": round(loss_sum.item() / max(batches, 1), 6),
-                "test_acc": round(acc, 3),
+                f"test_{task.score_name}": round(acc, 3),
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - start, 2),
             }

@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .backends import DistillOps, get_backend
-from .batching import accuracy
 from .bn_hooks import BNStatsHooks
 from .checkpoint import (
     check_same_settings,
@@ -48,9 +47,10 @@ from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import activation_loss, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
 from .model_io import load_model, model_record
-from .models import Generator, build_model
+from .models import build_model
 from .schedules import make_scheduler
 from .signals import StopRequest
+from .tasks import check_task, get_task
 
 DISTILL_KIND = "ddad_fast.distill"
 
@@ -67,6 +67,7 @@ class DistillConfig:
 
     teacher_ckpt: str | None = None  # teacher weights (our teacher.pt or a published state_dict)
     teacher: str | None = None  # registry name (default: the one recorded in teacher_ckpt)
+    task: str = "cls"  # cls (classification) or seg (segmentation: mIoU, log(1 + L1), GeneratorB)
     student: str = "resnet18"  # registry name of the student
     dataset: str = "cifar10"  # held-out split used only for evaluation
     data_root: str | None = None  # dataset folder (default: the dataset's usual place)
@@ -124,10 +125,13 @@ class DistillConfig:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
         if self.nan_retries < 0:
             raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
+        get_task(self.task)
 
 
 @dataclass
 class DistillResult:
+    """Scores in percent: top-1 accuracy (task cls) or mean IoU (task seg)."""
+
     teacher_acc: float
     best_acc: float
     final_acc: float
@@ -147,7 +151,9 @@ class DDADTrainer:
 
     Each iteration: ``student_steps`` student steps minimising L1(t, s) on detached generated
     images, then one generator step minimising ``-L1(t, s) + lambda_bn * bn_loss`` (+ the optional
-    DAFL terms). Evaluation, metrics and checkpoints once per epoch, by rank 0 alone.
+    DAFL terms); for segmentation (``task="seg"``) L1 is over logit maps and the adversarial term
+    is ``-log(1 + L1)`` (``tasks.Task``). Evaluation, metrics and checkpoints once per epoch, by
+    rank 0 alone.
 
     Under torchrun (``dist``) the student and generator are DDP-wrapped, each rank draws its own
     noise and the BN-statistics term matches the global batch (``distributed`` module).
@@ -170,6 +176,7 @@ class DDADTrainer:
         self.batch = per_rank_batch(cfg.batch_size, dist)
         self.device = rank_device(cfg.device, dist)
         self.ops = ops or get_backend(cfg.backend)
+        self.task = get_task(cfg.task)
         if dist.distributed and self.ops.compile:
             raise ConfigError(
                 f"--backend {self.ops.name} compiles the loss functions with fullgraph=True, which "
@@ -187,6 +194,7 @@ class DDADTrainer:
             info.image_size,
             cfg.nz,
             self.device,
+            dense=self.task.dense,
         )
         self.test_set = test_set
         self.info = info
@@ -250,7 +258,8 @@ class DDADTrainer:
 
     def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """The generator's objective on G(z): ``-lambda_adv * L1(t, s) + lambda_bn * bn_loss``
-        (+ the DAFL terms: one-hot, information entropy, activation).
+        (+ the DAFL terms: one-hot, information entropy, activation), with ``-log(1 + L1)`` in
+        place of ``-L1`` for segmentation.
 
         z: (B, nz). Returns (loss to minimise, detached [L1, bn_loss, loss]). The backend may
         compile this function.
@@ -269,7 +278,7 @@ class DDADTrainer:
                 bn_loss = torch.zeros((), device=z.device)
             s_logits = self.student(images)
         l1 = self.ops.l1_discrepancy(t_logits, s_logits)
-        loss = -cfg.lambda_adv * l1 + cfg.lambda_bn * bn_loss
+        loss = cfg.lambda_adv * self.task.adversarial_loss(l1) + cfg.lambda_bn * bn_loss
         if cfg.lambda_onehot > 0:
             loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
         if cfg.lambda_entropy > 0:
@@ -404,7 +413,7 @@ class DDADTrainer:
         teacher_acc = math.nan
         if main:  # the other ranks neither evaluate nor write
             log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
-            teacher_acc = accuracy(self.teacher, self.test_set, self.device)
+            teacher_acc = self.task.score(self.teacher, self.test_set, self.device, self.info)
         if not cfg.resume:
             self.save_last()
         start = time.perf_counter()
@@ -431,16 +440,17 @@ class DDADTrainer:
                 done += 1
                 bar.update()
                 if log is not None:
-                    acc = accuracy(self.student, self.test_set, self.device)
+                    acc = self.task.score(self.student, self.test_set, self.device, self.info)
                     improved = acc > self.best_acc
                     self.best_acc = max(self.best_acc, acc)
+                    score = self.task.score_name  # acc or miou
                     log.append(
                         {
                             "epoch": self.epoch,
                             **{k: round(v, 6) for k, v in losses.items()},
-                            "student_acc": round(acc, 3),
-                            "best_acc": round(self.best_acc, 3),
-                            "teacher_acc": round(teacher_acc, 3),
+                            f"student_{score}": round(acc, 3),
+                            f"best_{score}": round(self.best_acc, 3),
+                            f"teacher_{score}": round(teacher_acc, 3),
                             "lr_student": self.opt_student.param_groups[0]["lr"],
                             "lr_generator": self.opt_generator.param_groups[0]["lr"],
                             "seconds": round(time.perf_counter() - start, 2),
@@ -560,15 +570,17 @@ def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrai
         raise ConfigError(
             "distillation needs a trained teacher: give teacher_ckpt (--teacher-ckpt)"
         )
+    check_task(cfg.task, {"student": cfg.student}, cfg.dataset)
     _, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
     facts = {
         "num_classes": info.num_classes,
         "in_channels": info.in_channels,
         "image_size": info.image_size,
     }
-    teacher, _ = load_model(cfg.teacher_ckpt, cfg.teacher, **facts)
+    teacher, _ = load_model(cfg.teacher_ckpt, cfg.teacher, **facts, task=cfg.task)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, **facts)
-    generator = Generator(cfg.nz, cfg.ngf, info.in_channels, info.image_size)
+    task = get_task(cfg.task)
+    generator = task.make_generator(cfg.nz, cfg.ngf, info.in_channels, info.image_size)
     dist = init_distributed(cfg.device)
     return DDADTrainer(cfg, teacher, student, generator, test_set, info, ops, dist)

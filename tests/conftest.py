@@ -1,6 +1,13 @@
-"""Shared fixtures: a small digits teacher trained once per test session."""
+"""Shared fixtures: a small digits teacher trained once per test session, thread settings.
+
+The suite runs with one intra-op thread: its models and tensors are tiny, for which a second
+thread buys nothing, and on a busy 2-core machine two OpenMP threads per process slow every op
+tens of times over (measured: a 36-step tiny distillation took 41 s with two threads beside two
+other jobs, 0.8 s with one). Tests of the kernels' threading ask for ``two_threads``.
+"""
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -39,6 +46,11 @@ def distill_argv(cfg: DistillConfig) -> list[str]:
     return argv
 
 
+def pytest_configure(config):
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and the subprocesses tests start
+
+
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory):
     """Path of a smallcnn teacher.pt trained for 3 epochs on digits (well above chance)."""
@@ -58,8 +70,17 @@ def tiny_distill(digits_teacher, tmp_path):
 @pytest.fixture
 def one_thread():
     """One intra-op thread for this test (as its subprocesses get with OMP_NUM_THREADS=1): the
-    same float results in and out of process, and no thread contention on a shared machine."""
+    same float results in and out of process. The suite's default; stated where a test needs it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads for this test, so a kernel's parallel split really runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)

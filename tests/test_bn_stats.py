@@ -153,6 +153,18 @@ def test_runs_the_cpu_kernel_and_is_deterministic():
     assert torch.equal(loss, bn_stats_loss(x, rm, rv))
 
 
+@CPU_KERNELS
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_two_threads_match_eager(layout, two_threads):
+    # the suite runs single-threaded; this runs the kernels' parallel splits
+    x, rm, rv = make_input((256, 63, 7, 7), layout)
+    loss, grads = value_and_grads(bn_stats_loss, x, rm, rv)
+    ref_loss, ref_grads = value_and_grads(losses.bn_stats_loss, x, rm, rv)
+    torch.testing.assert_close(loss, ref_loss, rtol=2e-5, atol=1e-5)
+    for g, ref_g in zip(grads, ref_grads, strict=True):
+        assert_close_scaled(g, ref_g, rtol=2e-5)
+
+
 def test_op_outputs_and_which_are_differentiable():
     x, rm, rv = make_input((4, 5, 3, 3), "nchw")
     loss, mean, var, dist = torch.ops.ddad.bn_stats_loss(x.requires_grad_(), rm, rv)

@@ -37,7 +37,17 @@ def _normalised(pixels01: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
 
 
 def test_names_and_default_sizes():
-    assert dataset_names() == ["caltech101", "cifar10", "cifar100", "digits", "fashion-mnist"]
+    assert dataset_names() == [
+        "caltech101",
+        "camvid",
+        "cifar10",
+        "cifar100",
+        "composite-digits",
+        "composite-fashion-mnist",
+        "digits",
+        "fashion-mnist",
+        "nyuv2",
+    ]
     sizes = {name: default_image_size(name) for name in dataset_names()}
     assert sizes == {
         "caltech101": 64,
@@ -45,6 +55,10 @@ def test_names_and_default_sizes():
         "cifar100": 32,
         "digits": 8,
         "fashion-mnist": 28,
+        "camvid": 128,
+        "nyuv2": 128,
+        "composite-digits": 32,
+        "composite-fashion-mnist": 32,
     }
 
 

@@ -268,18 +268,14 @@ def test_torch_compile_fullgraph():
 
 
 @needs_ext
-def test_bitwise_deterministic_and_independent_of_threads():
+def test_bitwise_deterministic_and_independent_of_threads(two_threads):
     t, s, _, _ = make_pair((16, 13, 64, 80), torch.float32)  # 34 chunks of partial sums
     first = run(l1_ops.l1_discrepancy, t, s)
     for _ in range(3):
         for a, b in zip(run(l1_ops.l1_discrepancy, t, s), first, strict=True):
             assert torch.equal(a, b)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert torch.equal(torch.ops.ddad.l1_discrepancy(t, s), first[0])
-    finally:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # two_threads restores the count afterwards
+    assert torch.equal(torch.ops.ddad.l1_discrepancy(t, s), first[0])
 
 
 _PORTABLE_SCRIPT = textwrap.dedent(

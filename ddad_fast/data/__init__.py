@@ -1,24 +1,28 @@
 """Datasets for teacher training and evaluation, loaded from local files only (nothing downloads).
 
 ``load_dataset(name)`` returns (train, test, info); every item is (float32 (C, H, W) normalised
-image, int64 scalar label). The in-memory datasets are ``TensorDataset``s whose ``.tensors`` can be
-moved to the device whole; Caltech-101 decodes its JPEGs on access.
+image, int64 label): a scalar class for classification datasets, an (H, W) map of classes for
+segmentation ones (``dataset_task(name) == "seg"``; pixels labelled ``info.ignore_index`` count
+nowhere). The in-memory datasets are ``TensorDataset``s whose ``.tensors`` can be moved to the
+device whole; Caltech-101 decodes its JPEGs on access.
 """
 
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from . import caltech, cifar, digits, fashion_mnist
-from .augment import train_augment
+from . import caltech, camvid, cifar, composite, digits, fashion_mnist, nyuv2
+from .augment import seg_augment, train_augment
 from .common import DataError, DatasetInfo
 
 __all__ = [
     "DataError",
     "DatasetInfo",
     "dataset_names",
+    "dataset_task",
     "default_image_size",
     "load_dataset",
+    "seg_augment",
     "train_augment",
 ]
 
@@ -28,7 +32,12 @@ _DEFAULT_SIZES = {
     "cifar100": cifar.NATIVE_SIZE,
     "digits": digits.NATIVE_SIZE,
     "fashion-mnist": fashion_mnist.NATIVE_SIZE,
+    "camvid": camvid.DEFAULT_SIZE,
+    "nyuv2": nyuv2.DEFAULT_SIZE,
+    "composite-digits": composite.DEFAULT_SIZE,
+    "composite-fashion-mnist": composite.DEFAULT_SIZE,
 }
+_SEGMENTATION = frozenset({"camvid", "nyuv2", "composite-digits", "composite-fashion-mnist"})
 
 
 def dataset_names() -> list[str]:
@@ -39,6 +48,12 @@ def dataset_names() -> list[str]:
 def _check_name(name: str) -> None:
     if name not in _DEFAULT_SIZES:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}")
+
+
+def dataset_task(name: str) -> str:
+    """``"seg"`` for a segmentation dataset, ``"cls"`` for a classification one."""
+    _check_name(name)
+    return "seg" if name in _SEGMENTATION else "cls"
 
 
 def default_image_size(name: str) -> int:
@@ -56,19 +71,28 @@ def load_dataset(
     """(train, test, info) of dataset ``name``.
 
     root: the folder holding the files; None means /usr/share/datasets/fashion-mnist for
-    fashion-mnist and ./data/<name> for CIFAR and Caltech-101; digits (bundled with scikit-learn)
-    ignores it. image_size: the side length images are resized to (default
-    ``default_image_size(name)``). split_seed: seeds the 80/20 stratified split of the datasets
-    without an official test set (digits, caltech101); the others ignore it.
+    fashion-mnist and composite-fashion-mnist, ./data/<name> for the others; digits and
+    composite-digits (bundled with scikit-learn) ignore it. image_size: the side length images
+    are resized to (default ``default_image_size(name)``). split_seed: seeds the 80/20 stratified
+    split of the datasets without an official test set (digits, caltech101); the others ignore it.
     """
     _check_name(name)
     size = default_image_size(name) if image_size is None else image_size
     if size < 1:
         raise ValueError(f"image_size must be positive, got {size}")
-    default_root = fashion_mnist.DEFAULT_ROOT if name == "fashion-mnist" else Path("data") / name
+    fashion = name in ("fashion-mnist", "composite-fashion-mnist")
+    default_root = fashion_mnist.DEFAULT_ROOT if fashion else Path("data") / name
     path = Path(default_root if root is None else root).expanduser().absolute()
     if name == "digits":
         return digits.load(size, split_seed)
+    if name.startswith("composite-"):
+        if size < 16:
+            raise DataError(f"{name}: image_size must be at least 16, got {size}")
+        return composite.load(name.removeprefix("composite-"), path, size)
+    if name == "camvid":
+        return camvid.load(path, size)
+    if name == "nyuv2":
+        return nyuv2.load(path, size)
     if name == "fashion-mnist":
         return fashion_mnist.load(path, size)
     if name == "caltech101":

@@ -1,4 +1,5 @@
-"""Batched on-device augmentation for teacher training: random translation and horizontal flip."""
+"""Batched on-device augmentation for teacher training: random translation and horizontal flip
+(classification), the same random horizontal flip of images and label maps (segmentation)."""
 
 import torch
 from torch import Tensor
@@ -40,3 +41,17 @@ def train_augment(images: Tensor, info: DatasetInfo, generator: torch.Generator 
     batch = torch.arange(n, device=images.device)[:, None, None]
     # Indices around the channel slice put the (N, H, W) index dims first: result is (N, H, W, C).
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
+def seg_augment(
+    images: Tensor, labels: Tensor, info: DatasetInfo, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Mirror each image (N, C, H, W) and its label map (N, H, W) horizontally with probability
+    1/2 when ``info.hflip``; unchanged otherwise. Random numbers as in ``train_augment``."""
+    if not info.hflip:
+        return images, labels
+    rng_device = generator.device if generator is not None else images.device
+    flip = torch.randint(0, 2, (len(images),), generator=generator, device=rng_device)
+    flip = flip.to(images.device).bool()
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return images, torch.where(flip[:, None, None], labels.flip(-1), labels)

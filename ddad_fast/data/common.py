@@ -25,6 +25,7 @@ class DatasetInfo:
     mean: tuple[float, ...]  # per-channel normalisation applied after scaling pixels to [0, 1]
     std: tuple[float, ...]
     hflip: bool  # whether random horizontal flips are a valid augmentation
+    ignore_index: int | None = None  # segmentation: the label value no loss or score counts
 
 
 class DataError(DDADError):

@@ -1,4 +1,5 @@
-"""The model registry: every classifier the CLI can name, and the generator."""
+"""The model registry: every classifier and segmentation model the CLI can name, and the
+generators."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ from functools import partial
 from torch import nn
 
 from ..errors import ConfigError
+from .deeplab import DeepLabV3
 from .generator import Generator
+from .generator_seg import SegGenerator
+from .mobilenetv2 import MobileNetV2Backbone
 from .resnet_cifar import resnet18, resnet34
+from .resnet_dilated import DilatedResNet
 from .small import SmallCNN
 from .vgg import MIN_IMAGE_SIZE as VGG_MIN_SIZE
 from .vgg import vgg11_bn
 from .wrn import WideResNet
 
-__all__ = ["Generator", "build_model", "model_names"]
+__all__ = [
+    "Generator",
+    "SegGenerator",
+    "build_model",
+    "model_names",
+    "model_task",
+    "seg_model_names",
+]
 
 # name -> (constructor(num_classes, in_channels), smallest image side it supports)
 _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
@@ -32,26 +44,87 @@ _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
 }
 
 
+def _deeplab_resnet(
+    num_classes: int,
+    in_channels: int,
+    depths: tuple[int, int, int, int] = (3, 4, 6, 3),
+    width: int = 64,
+    aspp: int = 256,
+    rates: tuple[int, ...] = (12, 24, 36),
+) -> DeepLabV3:
+    """DeepLabV3 on a dilated Bottleneck ResNet (ResNet-50 by default), output stride 8."""
+    return DeepLabV3(DilatedResNet(in_channels, depths, width, 8), num_classes, aspp, rates)
+
+
+def _deeplab_mobilenet(
+    num_classes: int,
+    in_channels: int,
+    width: float = 1.0,
+    aspp: int = 256,
+    rates: tuple[int, ...] = (12, 24, 36),
+    max_blocks: int | None = None,
+) -> DeepLabV3:
+    """DeepLabV3 on a dilated MobileNetV2 (width 1, every block by default), output stride 8."""
+    backbone = MobileNetV2Backbone(in_channels, width, 8, max_blocks)
+    return DeepLabV3(backbone, num_classes, aspp, rates)
+
+
+# Segmentation models: (N, in_channels, H, W) -> logit maps (N, num_classes, H, W). The full-width
+# pair is DFAD's segmentation pair; the small ones (same family, fewer and narrower layers, atrous
+# rates for feature maps of a few pixels) are the CPU default's.
+_SEG_REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
+    "deeplabv3_resnet50": (_deeplab_resnet, 16),
+    "deeplabv3_mobilenetv2": (_deeplab_mobilenet, 16),
+    "deeplabv3_resnet_small": (
+        partial(_deeplab_resnet, depths=(1, 1, 1, 1), width=16, aspp=64, rates=(1, 2, 3)),
+        16,
+    ),
+    "deeplabv3_mobilenetv2_small": (
+        partial(_deeplab_mobilenet, aspp=64, rates=(1, 2, 3), max_blocks=1),
+        16,
+    ),
+    "deeplabv3_mobilenetv2_tiny": (
+        partial(_deeplab_mobilenet, width=0.25, aspp=32, rates=(1, 2, 3)),
+        16,
+    ),
+}
+
+
 def model_names() -> list[str]:
     """Every registered classifier name, sorted."""
     return sorted(_REGISTRY)
 
 
+def seg_model_names() -> list[str]:
+    """Every registered segmentation model name, sorted."""
+    return sorted(_SEG_REGISTRY)
+
+
+def model_task(name: str) -> str:
+    """``"cls"`` for a classifier name, ``"seg"`` for a segmentation model name."""
+    if name in _SEG_REGISTRY:
+        return "seg"
+    if name in _REGISTRY:
+        return "cls"
+    known = ", ".join(model_names() + seg_model_names())
+    raise ConfigError(f"unknown model {name!r}; known models: {known}")
+
+
 def build_model(
     name: str, num_classes: int, in_channels: int = 3, image_size: int = 32
 ) -> nn.Module:
-    """A freshly initialised classifier mapping (N, in_channels, size, size) to (N, num_classes).
+    """A freshly initialised model: a classifier maps (N, in_channels, size, size) to logits
+    (N, num_classes), a segmentation model to logit maps (N, num_classes, size, size).
 
-    Raises ValueError for an unknown name, num_classes < 2, in_channels < 1, or an image_size
+    Raises ConfigError for an unknown name, num_classes < 2, in_channels < 1, or an image_size
     below the architecture's minimum.
     """
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    registry = _SEG_REGISTRY if model_task(name) == "seg" else _REGISTRY
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if in_channels < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
-    make, min_size = _REGISTRY[name]
+    make, min_size = registry[name]
     if image_size < min_size:
         raise ConfigError(
             f"{name} needs images of at least {min_size}x{min_size}, got {image_size}"

@@ -1,0 +1,117 @@
+"""``ddad teacher/distill/eval/demo --task seg`` end to end on a tiny setting, and the one-line
+errors for inputs made for another task or in the wrong layout."""
+
+import dataclasses
+import re
+
+import pytest
+
+from ddad_fast import demo_seg
+from ddad_fast.cli import main
+from ddad_fast.data import composite
+
+
+@pytest.fixture
+def few_canvases(monkeypatch):
+    """The composite default with 24 train and 8 test canvases: seconds, not minutes."""
+    monkeypatch.setattr(composite, "TRAIN_CANVASES", 24)
+    monkeypatch.setattr(composite, "TEST_CANVASES", 8)
+
+
+TINY_SEG_TEACHER = ["teacher", "--task", "seg", "--model", "deeplabv3_resnet_small",
+                    "--dataset", "composite-digits", "--epochs", "1", "--batch-size", "8",
+                    "--no-progress"]  # fmt: skip
+TINY_SEG_DISTILL = ["distill", "--task", "seg", "--student", "deeplabv3_mobilenetv2_tiny",
+                    "--dataset", "composite-digits", "--epochs", "1", "--epoch-iters", "2",
+                    "--student-steps", "1", "--batch-size", "4", "--nz", "8", "--ngf", "2",
+                    "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_seg_teacher_distill_eval_end_to_end(tmp_path, capsys, few_canvases):
+    teacher_dir = tmp_path / "teacher"
+    assert main([*TINY_SEG_TEACHER, "--out-dir", str(teacher_dir)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"teacher deeplabv3_resnet_small on composite-digits: test mIoU \d+\.\d\d%", out
+    )
+    run_dir = tmp_path / "run"
+    argv = [*TINY_SEG_DISTILL, "--teacher-ckpt", str(teacher_dir / "teacher.pt")]
+    assert main([*argv, "--out-dir", str(run_dir)]) == 0
+    assert re.search(r"distill: teacher mIoU \d+\.\d\d% student mIoU", capsys.readouterr().out)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"student_miou", "best_miou", "teacher_miou", "l1_generator"} <= set(header)
+    argv = ["eval", "--task", "seg", "--ckpt", str(run_dir / "best.pt"), "--dataset",
+            "composite-digits"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"composite-digits test: mIoU \d+\.\d\d% pixel accuracy \d+\.\d\d%", out)
+    assert re.search(r"per-class IoU .* 0:\d+\.\d 1:", out)
+
+
+@pytest.fixture(scope="module")
+def cls_teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cls_teacher")
+    argv = ["teacher", "--model", "tinycnn", "--dataset", "digits", "--epochs", "1",
+            "--out-dir", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    return out / "teacher.pt"
+
+
+def test_a_classification_teacher_is_refused_for_seg(cls_teacher, capsys, tmp_path, few_canvases):
+    argv = [*TINY_SEG_DISTILL, "--teacher-ckpt", str(cls_teacher), "--out-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"the model in {cls_teacher} is 'tinycnn', a classification model, but the task is seg"
+        in err
+    )
+    argv = ["eval", "--task", "seg", "--ckpt", str(cls_teacher), "--dataset", "composite-digits"]
+    assert main(argv) == 2
+    assert "is 'tinycnn', a classification model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["teacher", "--task", "seg", "--model", "smallcnn", "--dataset", "composite-digits"],
+         "the model is 'smallcnn', a classification model, but the task is seg"),
+        (["teacher", "--task", "seg", "--model", "deeplabv3_resnet_small", "--dataset", "digits"],
+         "dataset 'digits' is a classification dataset, but the task is seg"),
+        (["teacher", "--model", "deeplabv3_resnet_small", "--dataset", "composite-digits"],
+         "a segmentation model, but the task is cls"),
+        (["teacher", "--task", "seg", "--model", "deeplabv3_resnet_small", "--dataset", "camvid",
+          "--data-root", "/nonexistent"], "camvid: expected /nonexistent/{train,trainannot"),
+        (["teacher", "--task", "detect", "--model", "smallcnn", "--dataset", "digits"],
+         "unknown task 'detect'"),
+        (["distill", "--task", "seg", "--student", "tinycnn", "--dataset", "composite-digits",
+          "--teacher-ckpt", "x.pt"], "the student is 'tinycnn', a classification model"),
+    ],
+)  # fmt: skip
+def test_bad_seg_input_gives_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddad: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_seg_demo_on_a_tiny_setting_ends_with_its_line(tmp_path, monkeypatch, capsys, few_canvases):
+    monkeypatch.setattr(
+        demo_seg,
+        "DEMO_SEG_TEACHER",
+        dataclasses.replace(demo_seg.DEMO_SEG_TEACHER, epochs=1, batch_size=8),
+    )
+    monkeypatch.setattr(
+        demo_seg,
+        "DEMO_SEG_DISTILL",
+        dataclasses.replace(
+            demo_seg.DEMO_SEG_DISTILL, epochs=1, epoch_iters=1, student_steps=1, batch_size=8
+        ),
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--task", "seg", "--out-dir", str(out), "--no-progress"]) == 0
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"demo-seg: teacher mIoU \d+\.\d\d% student mIoU \d+\.\d\d% data-free, \d+s", last_line
+    )
+    for name in ("metrics.csv", "seg_samples.png", "curves.png", "best.pt", "last.pt"):
+        assert (out / name).stat().st_size > 0, name

@@ -1,0 +1,136 @@
+"""Segmentation models: output shapes, output strides, dilations, parameter counts against
+torchvision's published figures, the segmentation generator, the registry."""
+
+import pytest
+import torch
+from torch import nn
+
+from ddad_fast.errors import ConfigError
+from ddad_fast.models import (
+    SegGenerator,
+    build_model,
+    model_names,
+    model_task,
+    seg_model_names,
+)
+from ddad_fast.models.mobilenetv2 import MobileNetV2Backbone
+from ddad_fast.models.resnet_dilated import DilatedResNet
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _head_params(cin: int, classes: int, channels: int = 256, rates: int = 3) -> int:
+    """torchvision's DeepLabHead(cin, classes), counted from its layers: ASPP (a 1x1 branch,
+    ``rates`` 3x3 branches, the pooling branch's 1x1, each conv without bias + BN; the 1x1
+    projection + BN), then 3x3 conv + BN and the 1x1 classifier with bias."""
+    bn = 2 * channels
+    aspp = (cin * channels + bn) * 2 + (9 * cin * channels + bn) * rates
+    aspp += (rates + 2) * channels * channels + bn
+    return aspp + 9 * channels * channels + bn + channels * classes + classes
+
+
+# torchvision publishes num_params 42,004,074 for deeplabv3_resnet50 (21 classes, with its
+# auxiliary FCNHead on layer3) in torchvision/models/segmentation/deeplabv3.py; we build no
+# auxiliary head, so we subtract FCNHead(1024, 21) = 3x3 conv 1024->256 + BN + 1x1 conv 256->21.
+TORCHVISION_DEEPLABV3_RESNET50 = 42_004_074
+AUX_HEAD = 9 * 1024 * 256 + 2 * 256 + 256 * 21 + 21  # 2,365,205
+# torchvision publishes num_params 3,504,872 for mobilenet_v2 (1000 classes) in
+# torchvision/models/mobilenetv2.py. DFAD's backbone is its ``features`` without the last 1x1
+# conv-BN-ReLU6 (320 -> 1280) and without the classifier (dropout, linear 1280 -> 1000).
+TORCHVISION_MOBILENET_V2 = 3_504_872
+MOBILENET_V2_BACKBONE = TORCHVISION_MOBILENET_V2 - (1280 * 1000 + 1000) - (320 * 1280 + 2 * 1280)
+
+
+def test_deeplabv3_resnet50_has_torchvisions_parameter_count():
+    with torch.device("meta"):  # 40 M parameters: counted, never allocated
+        model = build_model("deeplabv3_resnet50", 21, 3, 520)
+    assert _params(model) == TORCHVISION_DEEPLABV3_RESNET50 - AUX_HEAD == 39_638_869
+    assert _params(model.classifier) == _head_params(2048, 21)
+
+
+def test_deeplabv3_mobilenetv2_is_torchvisions_backbone_plus_the_same_head():
+    with torch.device("meta"):
+        model = build_model("deeplabv3_mobilenetv2", 21, 3, 512)
+    assert _params(model.backbone) == MOBILENET_V2_BACKBONE == 1_811_712
+    assert _params(model.classifier) == _head_params(320, 21)
+    assert _params(model) == 5_113_877
+
+
+SMALL = ["deeplabv3_resnet_small", "deeplabv3_mobilenetv2_small", "deeplabv3_mobilenetv2_tiny"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize(("h", "w"), [(32, 32), (24, 40)])
+def test_small_models_give_logit_maps_of_the_input_size(name, h, w):
+    model = build_model(name, 11, 1, 32).eval()
+    assert model(torch.randn(2, 1, h, w)).shape == (2, 11, h, w)
+
+
+def test_full_width_models_give_logit_maps_of_the_input_size():
+    torch.manual_seed(0)
+    for name in ("deeplabv3_resnet50", "deeplabv3_mobilenetv2"):
+        model = build_model(name, 13, 3, 32).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, 32, 32)).shape == (1, 13, 32, 32)
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+def test_backbones_stop_at_the_output_stride(stride):
+    x = torch.randn(1, 3, 64, 64)
+    resnet = DilatedResNet(3, (1, 1, 1, 1), 8, stride).eval()
+    mobilenet = MobileNetV2Backbone(3, 0.25, stride).eval()
+    assert resnet(x).shape == (1, 32 * 8, 64 // stride, 64 // stride)
+    assert mobilenet(x).shape == (1, mobilenet.out_channels, 64 // stride, 64 // stride)
+
+
+def test_dilation_replaces_stride_as_torchvision_does():
+    # ResNet-50 at output stride 8: layer3's first block keeps dilation 1, the rest 2; layer4's
+    # first block 2, the rest 4; no 3x3 conv after layer2 has stride 2.
+    with torch.device("meta"):
+        resnet = DilatedResNet(3, (3, 4, 6, 3), 64, 8)
+    assert [b.conv2.dilation[0] for b in resnet.layer3] == [1, 2, 2, 2, 2, 2]
+    assert [b.conv2.dilation[0] for b in resnet.layer4] == [2, 4, 4]
+    assert all(b.conv2.stride == (1, 1) for b in [*resnet.layer3, *resnet.layer4])
+    assert resnet.layer2[0].conv2.stride == (2, 2)
+
+
+def test_max_blocks_caps_each_stage_of_the_mobilenet():
+    backbone = MobileNetV2Backbone(1, 1.0, 8, max_blocks=1)
+    assert len(backbone.features) == 1 + 7  # the stem and one block per stage
+    assert backbone.out_channels == 320
+
+
+def test_mobilenet_keeps_torchvisions_channels():
+    with torch.device("meta"):
+        backbone = MobileNetV2Backbone(3, 1.0, 8)
+    outs = [block.conv[-1].num_features for block in backbone.features[1:]]
+    assert outs == [16, 24, 24, 32, 32, 32] + [64] * 4 + [96] * 3 + [160] * 3 + [320]
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_seg_generator_makes_images_of_its_size(size):
+    g = SegGenerator(nz=8, ngf=4, channels=3, image_size=size)
+    assert g(torch.randn(2, 8)).shape == (2, 3, size, size)
+
+
+def test_seg_generator_refuses_a_size_not_a_multiple_of_16():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        SegGenerator(8, 4, 3, 40)
+
+
+def test_registry_keeps_segmentation_models_apart_from_classifiers():
+    assert seg_model_names() == [
+        "deeplabv3_mobilenetv2",
+        "deeplabv3_mobilenetv2_small",
+        "deeplabv3_mobilenetv2_tiny",
+        "deeplabv3_resnet50",
+        "deeplabv3_resnet_small",
+    ]
+    assert not set(seg_model_names()) & set(model_names())
+    assert model_task("deeplabv3_resnet50") == "seg" and model_task("resnet18") == "cls"
+    with pytest.raises(ConfigError, match="unknown model 'deeplab'"):
+        model_task("deeplab")
+    with pytest.raises(ConfigError, match="at least 16x16"):
+        build_model("deeplabv3_resnet_small", 11, 1, 8)
