@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .batching import accuracy, iterate_batches
 from .data import load_dataset, train_augment
 from .demo import _cached_teacher
+from .errors import ConfigError
 from .losses import l1_discrepancy
 from .metrics import read_metrics
 from .model_io import load_model
@@ -118,9 +119,9 @@ class StudyConfig:
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; known methods: {', '.join(METHODS)}")
+            raise ConfigError(f"unknown methods {unknown}; known methods: {', '.join(METHODS)}")
         if not self.seeds or not self.plans:
-            raise ValueError("the study needs at least one seed and one dataset")
+            raise ConfigError("the study needs at least one seed and one dataset")
 
 
 @dataclass
