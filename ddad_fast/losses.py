@@ -47,3 +47,12 @@ def negative_entropy_loss(t_logits: Tensor) -> Tensor:
     """
     p = F.softmax(t_logits.float(), dim=1).mean(dim=0)
     return (p * torch.log(p.clamp_min(1e-8))).sum()
+
+
+def activation_loss(features: Tensor) -> Tensor:
+    """DAFL's activation term, as a loss to minimise: ``-mean |f|`` of penultimate features.
+
+    features: (N, D). Returns a scalar (fp32): the paper's ``-1/N sum_i ||f_i||_1`` divided by D,
+    as DAFL's code computes it (its weight 0.1 was set for this scaling).
+    """
+    return -features.float().abs().mean()

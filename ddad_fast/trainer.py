@@ -42,8 +42,9 @@ from .distributed import (
     wrap_ddp,
 )
 from .errors import CheckpointError, ConfigError
+from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
-from .losses import negative_entropy_loss, onehot_loss
+from .losses import activation_loss, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
 from .model_io import load_model, model_record
 from .models import build_model
@@ -89,6 +90,8 @@ class DistillConfig:
     lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
     lambda_onehot: float = 0.0  # DAFL one-hot term (off by default)
     lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
+    lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
+    lambda_activation: float = 0.0  # DAFL activation term (off by default)
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt
@@ -107,7 +110,15 @@ class DistillConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr_student", "lr_generator", "lambda_bn", "lambda_onehot", "lambda_entropy"):
+        for name in (
+            "lr_student",
+            "lr_generator",
+            "lambda_bn",
+            "lambda_onehot",
+            "lambda_entropy",
+            "lambda_adv",
+            "lambda_activation",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -189,6 +200,7 @@ class DDADTrainer:
         self.info = info
         layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
         self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
+        self.features = PenultimateFeatures(self.teacher) if cfg.lambda_activation > 0 else None
         if self.ops.channels_last:
             for model in (self.teacher, self.student, self.generator):
                 model.to(memory_format=torch.channels_last)
@@ -245,8 +257,9 @@ class DDADTrainer:
         return self.ops.l1_discrepancy(t_logits, s_logits)
 
     def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """The generator's objective on G(z): ``-L1(t, s) + lambda_bn * bn_loss`` (+ DAFL terms),
-        with ``-log(1 + L1)`` in place of ``-L1`` for segmentation.
+        """The generator's objective on G(z): ``-lambda_adv * L1(t, s) + lambda_bn * bn_loss``
+        (+ the DAFL terms: one-hot, information entropy, activation), with ``-log(1 + L1)`` in
+        place of ``-L1`` for segmentation.
 
         z: (B, nz). Returns (loss to minimise, detached [L1, bn_loss, loss]). The backend may
         compile this function.
@@ -254,6 +267,8 @@ class DDADTrainer:
         cfg = self.cfg
         with self.ops.autocast(self.device):
             images = self.generator_ddp(z)  # the generator itself on one process
+            if self.features is not None:
+                self.features.start()
             if self.bn_hooks is not None:
                 self.bn_hooks.start()
                 t_logits = self.teacher(images)
@@ -263,11 +278,13 @@ class DDADTrainer:
                 bn_loss = torch.zeros((), device=z.device)
             s_logits = self.student(images)
         l1 = self.ops.l1_discrepancy(t_logits, s_logits)
-        loss = self.task.adversarial_loss(l1) + cfg.lambda_bn * bn_loss
+        loss = cfg.lambda_adv * self.task.adversarial_loss(l1) + cfg.lambda_bn * bn_loss
         if cfg.lambda_onehot > 0:
             loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
         if cfg.lambda_entropy > 0:
             loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits)
+        if self.features is not None:
+            loss = loss + cfg.lambda_activation * activation_loss(self.features.collect())
         return loss, torch.stack([l1, bn_loss, loss]).detach()
 
     def student_step(self) -> Tensor:
@@ -448,6 +465,8 @@ class DDADTrainer:
         bar.close()
         if self.bn_hooks is not None:
             self.bn_hooks.remove()
+        if self.features is not None:
+            self.features.remove()
         barrier(self.dist)
         return DistillResult(
             teacher_acc=teacher_acc,

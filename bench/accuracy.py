@@ -1,0 +1,118 @@
+"""The accuracy study (issue 8): DDAD against adversarial-only (DFAD), BN-statistics-only and DAFL
+generators, and against KD / scratch training on the real images, on the same teacher and budget.
+
+    python bench/accuracy.py --jobs 2          # the CPU study (datasets side by side), runs/study/
+    python bench/accuracy.py --jobs 2 --results bench/RESULTS.md --figures bench/figures
+    python bench/accuracy.py --tiny --seeds 0  # seconds: the CI smoke setting
+
+Writes under --out-dir: runs.csv (every run), study.md (the section), accuracy_vs_time.png,
+samples_<dataset>_<method>.png, and each run's folder <dataset>/<method>/seed<k>/. --results puts
+the section into that Markdown file; --figures gets the PNGs and runs.csv (accuracy_runs.csv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ddad_fast.study import DATA_FREE, METHODS, DatasetPlan, StudyConfig, run_study
+from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
+
+# The smoke setting: digits only, a 2-epoch teacher, 2 epochs x 2 iterations per method.
+TINY = (DatasetPlan("digits", teacher_epochs=2, epochs=2, epoch_iters=2, batch_size=32),)
+
+
+def _commit() -> str:
+    """``git rev-parse HEAD``, marked ``+dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], check=False).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    names = [p.dataset for p in StudyConfig().plans]
+    parser.add_argument("--datasets", nargs="+", choices=names, default=names)
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out-dir", default="runs/study")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--jobs", type=int, default=1, help="datasets run at once (processes)")
+    parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
+    parser.add_argument("--results", type=Path, help="also write the section into this file")
+    parser.add_argument(
+        "--figures", type=Path, help="copy the PNGs here (linked from --results' section)"
+    )
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    plans = (
+        TINY if args.tiny else tuple(p for p in StudyConfig().plans if p.dataset in args.datasets)
+    )
+    cfg = StudyConfig(
+        plans=plans,
+        methods=tuple(args.methods),
+        seeds=tuple(args.seeds),
+        out_dir=args.out_dir,
+        progress=args.progress,
+    )
+    if args.tiny:
+        cfg.distill = dataclasses.replace(cfg.distill, nz=16, ngf=8, student_steps=2)
+    command = "python bench/accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    commit = _commit()  # the code that runs, whatever is committed while it runs
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    teachers, runs = run_study(cfg, args.jobs)
+    minutes = (time.perf_counter() - start) / 60
+    load_after = os.getloadavg()
+
+    out = Path(cfg.out_dir)
+    plot_accuracy_vs_time(cfg, runs, out / "accuracy_vs_time.png")
+    for plan in cfg.plans:
+        for method in cfg.methods:
+            if METHODS[method].kind == DATA_FREE:
+                grid = out / plan.dataset / method / f"seed{cfg.seeds[0]}" / "samples.png"
+                shutil.copyfile(grid, out / f"samples_{plan.dataset}_{method}.png")
+    facts = (
+        f"Commit `{commit}`, {platform.machine()} CPU with {os.cpu_count()} cores, "
+        f"{args.jobs} process(es) of {args.threads} torch thread(s), torch {torch.__version__}, "
+        f"no GPU. Whole study {minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at "
+        f"the start, {load_after[0]:.1f} at the end (shared machine: wall times inflated)."
+    )
+    figures = out if args.figures is None else args.figures
+    if args.results is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        if figures.resolve() != out.resolve():
+            for png in out.glob("*.png"):
+                shutil.copyfile(png, figures / png.name)
+            shutil.copyfile(out / "runs.csv", figures / "accuracy_runs.csv")
+        link = os.path.relpath(figures, args.results.parent)
+        replace_section(args.results, section(cfg, teachers, runs, command, facts, link))
+    text = section(cfg, teachers, runs, command, facts, ".")
+    (out / "study.md").write_text(text + "\n")
+    print(text)
+    print(f"study: done in {minutes:.1f} min, outputs in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
