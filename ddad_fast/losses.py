@@ -42,10 +42,12 @@ def onehot_loss(t_logits: Tensor) -> Tensor:
 def negative_entropy_loss(t_logits: Tensor) -> Tensor:
     """DAFL's information-entropy term, as a loss to minimise.
 
-    t_logits: (N, C). Returns ``sum_c p_c log p_c`` of the batch-mean softmax p: minimising it
-    spreads the generated batch evenly over the classes.
+    t_logits: logits (N, C) or logit maps (N, C, H, W). Returns ``sum_c p_c log p_c`` of the
+    softmax p averaged over the batch (and the pixels): minimising it spreads the generated batch
+    evenly over the classes.
     """
-    p = F.softmax(t_logits.float(), dim=1).mean(dim=0)
+    p = F.softmax(t_logits.float(), dim=1).transpose(0, 1).reshape(t_logits.shape[1], -1)
+    p = p.mean(dim=1)
     return (p * torch.log(p.clamp_min(1e-8))).sum()
 
 

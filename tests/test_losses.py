@@ -52,6 +52,16 @@ def test_dafl_terms():
     assert negative_entropy_loss(collapsed).item() > -0.01
 
 
+def test_entropy_term_of_logit_maps_averages_over_pixels():
+    # one image whose two pixels are confidently class 0 and class 1: spread evenly, -log 2
+    maps = torch.tensor([[10.0, 0.0], [0.0, 10.0]]).reshape(1, 2, 1, 2)
+    assert negative_entropy_loss(maps).item() == pytest.approx(-torch.log(torch.tensor(2.0)))
+    # channels_last maps give the same value as the (N * H * W, C) logits they hold
+    maps = torch.randn(3, 5, 4, 2).to(memory_format=torch.channels_last)
+    flat = maps.permute(0, 2, 3, 1).reshape(-1, 5)
+    assert negative_entropy_loss(maps).item() == pytest.approx(negative_entropy_loss(flat).item())
+
+
 def _net_with_two_bns():
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.BatchNorm2d(4)
