@@ -13,11 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .errors import DDADError
 from .plots import plot_distill_curves, save_image_grid
-from .teacher import RESUMABLE_CHANGES as TEACHER_FREE_SETTINGS
-from .teacher import TEACHER_TRAIN_KIND, TeacherConfig, train_teacher
+from .teacher import TeacherConfig, cached_teacher, train_teacher
 from .trainer import DistillConfig, build_trainer
 
 DEMO_TEACHER = TeacherConfig(
@@ -42,23 +39,6 @@ DEMO_DISTILL = DistillConfig(
 )
 
 
-def _cached_teacher(cfg: TeacherConfig) -> Path | None:
-    """``out_dir/teacher.pt`` if a finished run with the same settings left it there."""
-    last = Path(cfg.out_dir) / "last.pt"
-    try:
-        ckpt = load_checkpoint(last)
-    except DDADError:
-        return None
-    same = all(
-        ckpt.get("config", {}).get(k) == v
-        for k, v in dataclasses.asdict(cfg).items()
-        if k not in TEACHER_FREE_SETTINGS
-    )
-    done = ckpt.get("kind") == TEACHER_TRAIN_KIND and ckpt.get("epoch") == cfg.epochs
-    teacher = Path(cfg.out_dir) / "teacher.pt"
-    return teacher if same and done and teacher.is_file() else None
-
-
 def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = True) -> str:
     """Train/reuse the digits teacher, distill the student, write plots; return the summary line.
 
@@ -70,7 +50,7 @@ def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = 
     teacher_cfg = dataclasses.replace(
         DEMO_TEACHER, out_dir=str(out / "teacher"), device=device, progress=progress
     )
-    teacher_ckpt = _cached_teacher(teacher_cfg)
+    teacher_ckpt = cached_teacher(teacher_cfg)
     if teacher_ckpt is None:
         train_teacher(teacher_cfg)
         teacher_ckpt = out / "teacher" / "teacher.pt"

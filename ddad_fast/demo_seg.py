@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .demo import _cached_teacher
 from .plots import plot_distill_curves, save_seg_panel
-from .teacher import TeacherConfig, train_teacher
+from .teacher import TeacherConfig, cached_teacher, train_teacher
 from .trainer import DistillConfig, build_trainer
 
 DEMO_SEG_TEACHER = TeacherConfig(
@@ -65,7 +64,7 @@ def run_seg_demo(
     teacher_cfg = dataclasses.replace(
         DEMO_SEG_TEACHER, out_dir=str(out / "teacher"), device=device, progress=progress
     )
-    teacher_ckpt = _cached_teacher(teacher_cfg)
+    teacher_ckpt = cached_teacher(teacher_cfg)
     if teacher_ckpt is None:
         train_teacher(teacher_cfg)
         teacher_ckpt = out / "teacher" / "teacher.pt"

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from .batching import accuracy, iterate_batches
 from .data import load_dataset, train_augment
-from .demo import _cached_teacher
 from .errors import ConfigError
 from .losses import l1_discrepancy
 from .metrics import read_metrics
@@ -31,7 +30,7 @@ from .model_io import load_model
 from .models import build_model
 from .plots import save_image_grid
 from .schedules import make_scheduler
-from .teacher import TeacherConfig, train_teacher
+from .teacher import TeacherConfig, cached_teacher, train_teacher
 from .trainer import DistillConfig, build_trainer, resolve_device
 
 DATA_FREE = "data-free"  # a DDADTrainer run: the student sees generated images only
@@ -159,7 +158,7 @@ def prepare_teacher(cfg: StudyConfig, plan: DatasetPlan) -> TeacherResult:
         device=cfg.device,
         progress=cfg.progress,
     )
-    path = _cached_teacher(teacher_cfg)
+    path = cached_teacher(teacher_cfg)
     if path is None:
         train_teacher(teacher_cfg)
         path = Path(teacher_cfg.out_dir) / "teacher.pt"

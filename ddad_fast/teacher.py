@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .batching import iterate_batches
 from .checkpoint import check_same_settings, load_checkpoint, rng_state, save_atomic, set_rng_state
 from .data import load_dataset, seg_augment, train_augment
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DDADError
 from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
@@ -166,3 +166,21 @@ def train_teacher(cfg: TeacherConfig) -> float:
             }
         )
     return acc
+
+
+def cached_teacher(cfg: TeacherConfig) -> Path | None:
+    """``out_dir/teacher.pt`` if a finished run with the same settings left it there, else None
+    (the demos and the accuracy study reuse a teacher this way)."""
+    last = Path(cfg.out_dir) / "last.pt"
+    try:
+        ckpt = load_checkpoint(last)
+    except DDADError:
+        return None
+    same = all(
+        ckpt.get("config", {}).get(k) == v
+        for k, v in asdict(cfg).items()
+        if k not in RESUMABLE_CHANGES
+    )
+    done = ckpt.get("kind") == TEACHER_TRAIN_KIND and ckpt.get("epoch") == cfg.epochs
+    teacher = Path(cfg.out_dir) / "teacher.pt"
+    return teacher if same and done and teacher.is_file() else None

@@ -9,7 +9,7 @@ import pytest
 
 from ddad_fast import demo
 from ddad_fast.cli import main
-from ddad_fast.teacher import TeacherConfig, train_teacher
+from ddad_fast.teacher import TeacherConfig, cached_teacher, train_teacher
 
 TINY_DISTILL_FLAGS = [
     "--student", "tinycnn", "--dataset", "digits", "--epochs", "1", "--epoch-iters", "2",
@@ -90,6 +90,6 @@ def test_demo_on_a_tiny_setting_writes_everything_and_reuses_its_teacher(
 def test_demo_teacher_cache_ignores_a_different_setting(tmp_path, monkeypatch):
     cfg = dataclasses.replace(demo.DEMO_TEACHER, epochs=1, out_dir=str(tmp_path), progress=False)
     train_teacher(cfg)
-    assert demo._cached_teacher(cfg) == tmp_path / "teacher.pt"
-    assert demo._cached_teacher(dataclasses.replace(cfg, lr=0.5)) is None
+    assert cached_teacher(cfg) == tmp_path / "teacher.pt"
+    assert cached_teacher(dataclasses.replace(cfg, lr=0.5)) is None
     assert isinstance(cfg, TeacherConfig)
