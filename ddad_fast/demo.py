@@ -15,7 +15,7 @@ import torch
 
 from .plots import plot_distill_curves, save_image_grid
 from .teacher import TeacherConfig, cached_teacher, train_teacher
-from .trainer import DistillConfig, build_trainer
+from .trainer import DDADTrainer, DistillConfig, DistillResult, build_trainer
 
 DEMO_TEACHER = TeacherConfig(
     model="smallcnn",
@@ -39,6 +39,27 @@ DEMO_DISTILL = DistillConfig(
 )
 
 
+def distill_with_cached_teacher(
+    teacher_cfg: TeacherConfig, distill_cfg: DistillConfig, out: Path, tag: str
+) -> tuple[DDADTrainer, DistillResult]:
+    """Train the teacher into ``out/teacher`` (or reuse the one a finished run with the same
+    settings left there), then distill ``distill_cfg``'s student from it into ``out``.
+
+    ``teacher_cfg`` and ``distill_cfg`` already carry the device and progress settings; ``tag``
+    prefixes the message printed when the teacher is reused. Returns the trainer and its result.
+    """
+    teacher_cfg = dataclasses.replace(teacher_cfg, out_dir=str(out / "teacher"))
+    teacher_ckpt = cached_teacher(teacher_cfg)
+    if teacher_ckpt is None:
+        train_teacher(teacher_cfg)
+        teacher_ckpt = out / "teacher" / "teacher.pt"
+    else:
+        print(f"{tag}: reusing the cached teacher {teacher_ckpt}")
+    cfg = dataclasses.replace(distill_cfg, teacher_ckpt=str(teacher_ckpt), out_dir=str(out))
+    trainer = build_trainer(cfg)
+    return trainer, trainer.fit()
+
+
 def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = True) -> str:
     """Train/reuse the digits teacher, distill the student, write plots; return the summary line.
 
@@ -47,24 +68,12 @@ def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = 
     """
     start = time.perf_counter()
     out = Path(out_dir)
-    teacher_cfg = dataclasses.replace(
-        DEMO_TEACHER, out_dir=str(out / "teacher"), device=device, progress=progress
+    trainer, result = distill_with_cached_teacher(
+        dataclasses.replace(DEMO_TEACHER, device=device, progress=progress),
+        dataclasses.replace(DEMO_DISTILL, device=device, progress=progress),
+        out,
+        "demo",
     )
-    teacher_ckpt = cached_teacher(teacher_cfg)
-    if teacher_ckpt is None:
-        train_teacher(teacher_cfg)
-        teacher_ckpt = out / "teacher" / "teacher.pt"
-    else:
-        print(f"demo: reusing the cached teacher {teacher_ckpt}")
-    cfg = dataclasses.replace(
-        DEMO_DISTILL,
-        teacher_ckpt=str(teacher_ckpt),
-        out_dir=str(out),
-        device=device,
-        progress=progress,
-    )
-    trainer = build_trainer(cfg)
-    result = trainer.fit()
     with torch.no_grad():
         samples = trainer.generator(trainer.noise())[:64]
     info = trainer.info

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from .demo import distill_with_cached_teacher
 from .plots import plot_distill_curves, save_seg_panel
-from .teacher import TeacherConfig, cached_teacher, train_teacher
-from .trainer import DistillConfig, build_trainer
+from .teacher import TeacherConfig
+from .trainer import DistillConfig
 
 DEMO_SEG_TEACHER = TeacherConfig(
     task="seg",
@@ -61,24 +62,12 @@ def run_seg_demo(
     """
     start = time.perf_counter()
     out = Path(out_dir)
-    teacher_cfg = dataclasses.replace(
-        DEMO_SEG_TEACHER, out_dir=str(out / "teacher"), device=device, progress=progress
+    trainer, result = distill_with_cached_teacher(
+        dataclasses.replace(DEMO_SEG_TEACHER, device=device, progress=progress),
+        dataclasses.replace(DEMO_SEG_DISTILL, device=device, progress=progress),
+        out,
+        "demo-seg",
     )
-    teacher_ckpt = cached_teacher(teacher_cfg)
-    if teacher_ckpt is None:
-        train_teacher(teacher_cfg)
-        teacher_ckpt = out / "teacher" / "teacher.pt"
-    else:
-        print(f"demo-seg: reusing the cached teacher {teacher_ckpt}")
-    cfg = dataclasses.replace(
-        DEMO_SEG_DISTILL,
-        teacher_ckpt=str(teacher_ckpt),
-        out_dir=str(out),
-        device=device,
-        progress=progress,
-    )
-    trainer = build_trainer(cfg)
-    result = trainer.fit()
     trainer.generator.eval()
     with torch.no_grad():
         images = trainer.generator(trainer.noise())[:PANEL_IMAGES]

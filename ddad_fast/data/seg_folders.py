@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import TensorDataset
 
-from .common import DataError
+from .common import DataError, DatasetInfo, normalise
 
 IGNORE = 255  # the label value no loss or score counts
 
@@ -70,3 +71,39 @@ def load_pairs(
         maps.append(labels)
     images_t = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
     return images_t.contiguous(), torch.from_numpy(np.stack(maps))
+
+
+# ImageNet's per-channel statistics, as DFAD normalises CamVid and NYUv2.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_rgb_splits(
+    name: str,
+    root: Path,
+    split_dirs: dict[str, tuple[str, str]],
+    layout: str,
+    image_size: int,
+    num_classes: int,
+    void: int | None,
+) -> tuple[TensorDataset, TensorDataset, DatasetInfo]:
+    """(train, test, info) of an RGB segmentation dataset of PNG pairs under ``root``.
+
+    ``split_dirs``: for "train" and "test", the (image folder, label folder) relative to root.
+    Items are (image (3, S, S) normalised by ImageNet's statistics, labels (S, S)). A missing
+    folder is a DataError quoting ``layout`` (the layout the dataset expects).
+    """
+    folders = [d for pair in split_dirs.values() for d in pair]
+    missing = [f for f in folders if not (root / f).is_dir()]
+    if missing:
+        raise DataError(f"{name}: expected {root}/{layout}; {root} has no {', '.join(missing)}")
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    info = DatasetInfo(name, num_classes, 3, image_size, mean, std, hflip=True, ignore_index=IGNORE)
+    splits = []
+    for split in ("train", "test"):
+        image_dir, label_dir = split_dirs[split]
+        pixels, labels = load_pairs(
+            name, root / image_dir, root / label_dir, image_size, num_classes, void
+        )
+        splits.append(TensorDataset(normalise(pixels, mean, std), labels))
+    return splits[0], splits[1], info
