@@ -126,10 +126,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def check_same_settings(
-    saved: dict[str, Any], now: dict[str, Any], may_change: frozenset[str], path: str | Path
+    saved: dict[str, Any],
+    now: dict[str, Any],
+    may_change: frozenset[str],
+    path: str | Path,
+    defaults: dict[str, Any],
 ) -> None:
-    """Refuse to resume from ``path`` when a setting outside ``may_change`` differs."""
-    differ = [k for k in now if k not in may_change and saved.get(k) != now[k]]
+    """Refuse to resume from ``path`` when a setting outside ``may_change`` differs.
+
+    A setting the saved config lacks (added in a later version) counts as its value in
+    ``defaults``, so a checkpoint written before it existed resumes while it keeps its default.
+    """
+    before = {k: saved.get(k, defaults.get(k)) for k in now}
+    differ = [k for k in now if k not in may_change and before[k] != now[k]]
     if differ:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
+        changes = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in differ)
         raise CheckpointError(f"cannot resume from {path}: settings changed ({changes})")

@@ -34,6 +34,12 @@ def l1_discrepancy(t: Tensor, s: Tensor) -> Tensor:
     return F.l1_loss(s.float(), t.float())
 
 
+def center_over_classes(logits: Tensor) -> Tensor:
+    """Logits (N, C) or logit maps (N, C, H, W) minus each sample's (each pixel's) mean over the
+    C classes: the part softmax sees, since softmax ignores a constant added to every class."""
+    return logits - logits.mean(dim=1, keepdim=True)
+
+
 def onehot_loss(t_logits: Tensor) -> Tensor:
     """DAFL's one-hot term: cross-entropy of the teacher's logits (N, C) with its own argmax."""
     return F.cross_entropy(t_logits.float(), t_logits.argmax(dim=1))

@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from .batching import accuracy, iterate_batches
 from .data import load_dataset, train_augment
 from .errors import ConfigError
-from .losses import l1_discrepancy
+from .losses import center_over_classes, l1_discrepancy
 from .metrics import read_metrics
 from .model_io import load_model
 from .models import build_model
 from .plots import save_image_grid
 from .schedules import make_scheduler
 from .teacher import TeacherConfig, cached_teacher, train_teacher
-from .trainer import DistillConfig, build_trainer, resolve_device
+from .trainer import DistillConfig, build_trainer, make_student_optimizer, resolve_device
 
 DATA_FREE = "data-free"  # a DDADTrainer run: the student sees generated images only
 KD_REAL = "kd-real"  # L1 to the teacher's logits on the real training images
@@ -219,8 +219,9 @@ def run_real_data(
 
     KD_REAL minimises L1(teacher, student) logits, the data-free student's loss; SCRATCH_REAL the
     cross-entropy with the labels. Both use the teacher's augmentation (random shifts, flips where
-    valid), ``epochs * epoch_iters * student_steps`` SGD steps of ``batch_size`` images, DDAD's
-    learning rate, momentum, weight decay and schedule, and are evaluated after each epoch.
+    valid), ``epochs * epoch_iters * student_steps`` steps of ``batch_size`` images, DDAD's
+    optimiser, learning rate, momentum, weight decay and schedule (and, for KD_REAL, its
+    ``center_logits``), and are evaluated after each epoch.
     """
     start = time.perf_counter()
     dcfg = cfg.distill
@@ -235,12 +236,7 @@ def run_real_data(
     torch.manual_seed(seed)
     student = build_model(cfg.student, info.num_classes, info.in_channels, info.image_size)
     student = student.to(device).train()
-    opt = torch.optim.SGD(
-        student.parameters(),
-        lr=dcfg.lr_student,
-        momentum=dcfg.momentum,
-        weight_decay=dcfg.weight_decay,
-    )
+    opt = make_student_optimizer(dcfg, student.parameters(), None)
     sched = make_scheduler(opt, dcfg.schedule, plan.epochs)
     shuffle = torch.Generator().manual_seed(seed)
     batches = itertools.chain.from_iterable(
@@ -258,6 +254,8 @@ def run_real_data(
             else:
                 with torch.no_grad():
                     t_logits = teacher_model(x)
+                if dcfg.center_logits:
+                    t_logits, logits = center_over_classes(t_logits), center_over_classes(logits)
                 loss = l1_discrepancy(t_logits, logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()

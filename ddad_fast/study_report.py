@@ -132,7 +132,8 @@ def section(
             "epoch's accuracy on the whole real test split (no model selection on it), mean ± "
             "sample std over seeds; wall s = mean seconds per run (data loading, training and the "
             f"per-epoch evaluations). Shared settings: batch as below, nz {d.nz}, ngf {d.ngf}, "
-            f"SGD lr {d.lr_student} (student), Adam lr {d.lr_generator} (generator), "
+            f"{d.student_optimizer.upper()} lr {d.lr_student} (student), "
+            f"Adam lr {d.lr_generator} (generator), "
             f"{d.student_steps} student steps per generator step, {d.schedule} schedule, "
             f"lambda_bn {d.lambda_bn} (DDAD).",
             "",

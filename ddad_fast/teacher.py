@@ -92,7 +92,9 @@ def train_teacher(cfg: TeacherConfig) -> float:
             raise CheckpointError(
                 f"{out / 'last.pt'} is not a ddad_fast teacher-training checkpoint"
             )
-        check_same_settings(ckpt["config"], asdict(cfg), RESUMABLE_CHANGES, out / "last.pt")
+        check_same_settings(
+            ckpt["config"], asdict(cfg), RESUMABLE_CHANGES, out / "last.pt", asdict(TeacherConfig())
+        )
         model.load_state_dict(ckpt["model"]["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -176,10 +178,9 @@ def cached_teacher(cfg: TeacherConfig) -> Path | None:
         ckpt = load_checkpoint(last)
     except DDADError:
         return None
+    saved, defaults = ckpt.get("config", {}), asdict(TeacherConfig())
     same = all(
-        ckpt.get("config", {}).get(k) == v
-        for k, v in asdict(cfg).items()
-        if k not in RESUMABLE_CHANGES
+        saved.get(k, defaults[k]) == v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES
     )
     done = ckpt.get("kind") == TEACHER_TRAIN_KIND and ckpt.get("epoch") == cfg.epochs
     teacher = Path(cfg.out_dir) / "teacher.pt"

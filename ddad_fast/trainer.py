@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from .distributed import (
 from .errors import CheckpointError, ConfigError
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
-from .losses import activation_loss, negative_entropy_loss, onehot_loss
+from .losses import activation_loss, center_over_classes, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
 from .model_io import load_model, model_record
 from .models import build_model
@@ -82,8 +83,9 @@ class DistillConfig:
     batch_size: int = 256  # the global batch: torchrun's ranks draw an equal share each
     nz: int = 256  # noise dimension
     ngf: int = 64  # generator width
-    lr_student: float = 0.1  # SGD
-    momentum: float = 0.9
+    student_optimizer: str = "sgd"  # sgd (with momentum) or adam
+    lr_student: float = 0.1
+    momentum: float = 0.9  # SGD's
     weight_decay: float = 5e-4
     lr_generator: float = 1e-3  # Adam
     schedule: str = "none"  # none, step (x0.1 at 20% and 40%, DFAD's), or cosine; both players
@@ -92,6 +94,7 @@ class DistillConfig:
     lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
     lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
     lambda_activation: float = 0.0  # DAFL activation term (off by default)
+    center_logits: bool = False  # L1 between logits less each pixel's mean over classes
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt
@@ -123,6 +126,10 @@ class DistillConfig:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
+        if self.student_optimizer not in ("sgd", "adam"):
+            raise ConfigError(
+                f"student_optimizer must be sgd or adam, got {self.student_optimizer!r}"
+            )
         if self.nan_retries < 0:
             raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
         get_task(self.task)
@@ -209,13 +216,7 @@ class DDADTrainer:
         self.student_ddp = wrap_ddp(self.student, dist, self.device)
         self.generator_ddp = wrap_ddp(self.generator, dist, self.device)
         fused = self.ops.fused_optimizers or None  # None: torch's default implementation
-        self.opt_student = torch.optim.SGD(
-            self.student.parameters(),
-            lr=cfg.lr_student,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            fused=fused,
-        )
+        self.opt_student = make_student_optimizer(cfg, self.student.parameters(), fused)
         self.opt_generator = torch.optim.Adam(
             self.generator.parameters(), lr=cfg.lr_generator, fused=fused
         )
@@ -254,6 +255,13 @@ class DDADTrainer:
             t_logits = self.teacher(images)
         with self.ops.autocast(self.device):
             s_logits = self.student_ddp(images)  # the student itself on one process
+        return self.discrepancy(t_logits, s_logits)
+
+    def discrepancy(self, t_logits: Tensor, s_logits: Tensor) -> Tensor:
+        """The backend's L1(t, s) over logits (N, K) or logit maps (N, K, H, W), of the logits
+        less their mean over the K classes when ``center_logits`` is set. Returns a scalar."""
+        if self.cfg.center_logits:
+            t_logits, s_logits = center_over_classes(t_logits), center_over_classes(s_logits)
         return self.ops.l1_discrepancy(t_logits, s_logits)
 
     def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -277,7 +285,7 @@ class DDADTrainer:
                 t_logits = self.teacher(images)
                 bn_loss = torch.zeros((), device=z.device)
             s_logits = self.student(images)
-        l1 = self.ops.l1_discrepancy(t_logits, s_logits)
+        l1 = self.discrepancy(t_logits, s_logits)
         loss = cfg.lambda_adv * self.task.adversarial_loss(l1) + cfg.lambda_bn * bn_loss
         if cfg.lambda_onehot > 0:
             loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
@@ -288,7 +296,7 @@ class DDADTrainer:
         return loss, torch.stack([l1, bn_loss, loss]).detach()
 
     def student_step(self) -> Tensor:
-        """One SGD step of the student on L1(teacher, student) over fresh generated images."""
+        """One optimiser step of the student on L1(teacher, student) over fresh generated images."""
         self.ops.step_begin()
         loss = self._student_loss(self.noise())
         self.opt_student.zero_grad(set_to_none=True)
@@ -534,7 +542,9 @@ class DDADTrainer:
         ckpt = load_checkpoint(path)
         if ckpt.get("kind") != DISTILL_KIND:
             raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
-        check_same_settings(ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path)
+        check_same_settings(
+            ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path, asdict(DistillConfig())
+        )
         try:
             load_state_strict(self.student, ckpt["model"]["state_dict"], path)
             load_state_strict(self.generator, ckpt["generator"], path)
@@ -559,6 +569,20 @@ class DDADTrainer:
             self.noise_rng.manual_seed(self._noise_seed(epoch))
         self.epoch, self.iteration = epoch, iteration
         self.best_acc = ckpt["best_acc"]
+
+
+def make_student_optimizer(
+    cfg: DistillConfig, params: Iterable[nn.Parameter], fused: bool | None
+) -> torch.optim.Optimizer:
+    """The student's optimiser: SGD with ``momentum`` or Adam, at ``lr_student`` with
+    ``weight_decay``; ``fused`` as torch's optimisers take it (None: their default)."""
+    if cfg.student_optimizer == "adam":
+        return torch.optim.Adam(
+            params, lr=cfg.lr_student, weight_decay=cfg.weight_decay, fused=fused
+        )
+    return torch.optim.SGD(
+        params, lr=cfg.lr_student, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused
+    )
 
 
 def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrainer:

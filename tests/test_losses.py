@@ -6,7 +6,13 @@ from torch import nn
 
 from ddad_fast.bn_hooks import BNStatsHooks
 from ddad_fast.errors import ConfigError
-from ddad_fast.losses import bn_stats_loss, l1_discrepancy, negative_entropy_loss, onehot_loss
+from ddad_fast.losses import (
+    bn_stats_loss,
+    center_over_classes,
+    l1_discrepancy,
+    negative_entropy_loss,
+    onehot_loss,
+)
 
 
 def test_bn_stats_loss_matches_hand_computation():
@@ -60,6 +66,21 @@ def test_entropy_term_of_logit_maps_averages_over_pixels():
     maps = torch.randn(3, 5, 4, 2).to(memory_format=torch.channels_last)
     flat = maps.permute(0, 2, 3, 1).reshape(-1, 5)
     assert negative_entropy_loss(maps).item() == pytest.approx(negative_entropy_loss(flat).item())
+
+
+def test_centering_removes_each_pixels_mean_over_classes():
+    maps = torch.tensor([[1.0, 3.0], [5.0, -1.0]]).reshape(1, 2, 1, 2)  # pixels (1, 5), (3, -1)
+    expected = torch.tensor([[-2.0, 2.0], [2.0, -2.0]]).reshape(1, 2, 1, 2)
+    torch.testing.assert_close(center_over_classes(maps), expected)
+    # a constant per pixel (what softmax ignores) changes nothing, channels_last included
+    t = torch.randn(2, 5, 3, 4).to(memory_format=torch.channels_last)
+    s = torch.randn(2, 5, 3, 4)
+    shifted = t + torch.randn(2, 1, 3, 4)
+    torch.testing.assert_close(
+        l1_discrepancy(center_over_classes(shifted), center_over_classes(s)),
+        l1_discrepancy(center_over_classes(t), center_over_classes(s)),
+    )
+    assert l1_discrepancy(shifted, s) != l1_discrepancy(t, s)
 
 
 def _net_with_two_bns():
