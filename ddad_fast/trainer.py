@@ -86,7 +86,7 @@ class DistillConfig:
     student_optimizer: str = "sgd"  # sgd (with momentum) or adam
     lr_student: float = 0.1
     momentum: float = 0.9  # SGD's
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # the student's
     lr_generator: float = 1e-3  # Adam
     schedule: str = "none"  # none, step (x0.1 at 20% and 40%, DFAD's), or cosine; both players
     lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
