@@ -80,6 +80,12 @@ at::Tensor kernel_target(const at::Tensor& out, const at::Tensor& like) {
   return same_dense_layout(out, like) ? out : at::empty_like(like);
 }
 
+void copy_from_target(at::Tensor& out, const at::Tensor& target) {
+  if (target.defined() && !target.is_same(out)) {
+    out.copy_(target);
+  }
+}
+
 }  // namespace ddad::l1
 
 namespace {
@@ -416,12 +422,8 @@ std::tuple<at::Tensor, at::Tensor> l1_discrepancy_backward_cpu(const at::Tensor&
     default:
       TORCH_CHECK(false, "unreachable: dtype checked above");
   }
-  if (need_t && !gt.is_same(out_t)) {
-    out_t.copy_(gt);
-  }
-  if (need_s && !gs.is_same(out_s)) {
-    out_s.copy_(gs);
-  }
+  ddad::l1::copy_from_target(out_t, gt);
+  ddad::l1::copy_from_target(out_s, gs);
   return {out_t, out_s};
 }
 

@@ -33,4 +33,8 @@ FlatPair in_common_layout(const at::Tensor& t, const at::Tensor& s);
 // the caller copies into out afterwards.
 at::Tensor kernel_target(const at::Tensor& out, const at::Tensor& like);
 
+// Copies the kernel's gradient target into out when kernel_target gave a separate buffer; does
+// nothing when target is out itself or undefined (that gradient was not needed).
+void copy_from_target(at::Tensor& out, const at::Tensor& target);
+
 }  // namespace ddad::l1

@@ -73,12 +73,8 @@ std::tuple<at::Tensor, at::Tensor> l1_discrepancy_backward_cuda(const at::Tensor
                                        tw.data_ptr(), sw.data_ptr(), ptr_or_null(gt),
                                        ptr_or_null(gs), n, at::cuda::getCurrentCUDAStream()),
                "ddad::l1_discrepancy_backward");
-  if (need_t && !gt.is_same(out_t)) {
-    out_t.copy_(gt);
-  }
-  if (need_s && !gs.is_same(out_s)) {
-    out_s.copy_(gs);
-  }
+  ddad::l1::copy_from_target(out_t, gt);
+  ddad::l1::copy_from_target(out_s, gs);
   return {out_t, out_s};
 }
 
