@@ -27,18 +27,37 @@ def test_loss_functions_compile_without_graph_breaks(tiny_distill):
         assert explanation.graph_count == 1
 
 
-def test_fast_follows_eager_step_for_step(parity_config, tmp_path):
+# The DFAD settings, and the seg demo's student settings (Adam, centred logits), each with the
+# relative tolerance of the later iterations (the first must agree to 1e-4 in both).
+STUDENT_SETTINGS = {
+    "sgd": ({}, 1e-4),
+    "adam-centred": (
+        {"student_optimizer": "adam", "lr_student": 3e-3, "center_logits": True},
+        5e-3,
+    ),
+}
+
+
+@pytest.mark.parametrize("student", STUDENT_SETTINGS)
+def test_fast_follows_eager_step_for_step(parity_config, tmp_path, student):
     # From the same seed, one epoch of 6 iterations x (5 student + 1 generator) steps: every
-    # iteration's losses [student, L1, bn_loss, generator] agree. Measured: at most 7.5e-6 relative
-    # (compiled kernels and fused optimisers round differently; adversarial steps amplify it).
+    # iteration's losses [student, L1, bn_loss, generator] agree. Compiled kernels and fused
+    # optimisers round differently and the adversarial steps amplify it. Measured, relative: SGD
+    # at most 7.5e-6; Adam, whose normalised steps turn tiny gradient differences into full-size
+    # updates, 4.3e-6 after the first iteration growing to 1.6e-3 by the sixth (without centring
+    # too: 1e-7 to 3.7e-4).
+    settings, rtol = STUDENT_SETTINGS[student]
     losses = {}
     for backend in ("eager", "fast"):
         out = str(tmp_path / backend)
-        cfg = dataclasses.replace(parity_config, backend=backend, epoch_iters=6, out_dir=out)
+        cfg = dataclasses.replace(
+            parity_config, backend=backend, epoch_iters=6, out_dir=out, **settings
+        )
         trainer = build_trainer(cfg)
         trainer.train_epoch()
         losses[backend] = trainer.losses
-    torch.testing.assert_close(losses["fast"], losses["eager"], rtol=1e-4, atol=0)
+    torch.testing.assert_close(losses["fast"][0], losses["eager"][0], rtol=1e-4, atol=0)
+    torch.testing.assert_close(losses["fast"], losses["eager"], rtol=rtol, atol=0)
 
 
 @pytest.mark.slow
