@@ -2,13 +2,17 @@
 errors for inputs made for another task or in the wrong layout."""
 
 import dataclasses
+import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 
 from ddad_fast import demo_seg
 from ddad_fast.cli import main
 from ddad_fast.data import composite
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -115,3 +119,20 @@ def test_seg_demo_on_a_tiny_setting_ends_with_its_line(tmp_path, monkeypatch, ca
     )
     for name in ("metrics.csv", "seg_samples.png", "curves.png", "best.pt", "last.pt"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_student_ceiling_bench_runs_every_loss(tmp_path, capsys, few_canvases):
+    # bench/seg_student_ceiling.py: the seg student on the real canvases, by each loss
+    assert main([*TINY_SEG_TEACHER, "--out-dir", str(tmp_path)]) == 0
+    spec = importlib.util.spec_from_file_location(
+        "seg_student_ceiling", ROOT / "bench" / "seg_student_ceiling.py"
+    )
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    teacher = str(tmp_path / "teacher.pt")
+    for loss in ceiling.LOSSES:
+        argv = ["--teacher", teacher, "--loss", loss, "--steps", "2", "--batch-size", "4"]
+        assert ceiling.main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"loss {loss}, adam lr 0.003" in out
+        assert re.search(r"^\| 2 \| \d+\.\d\d \| \d+ \|$", out, re.MULTILINE)
