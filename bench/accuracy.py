@@ -25,7 +25,14 @@ from pathlib import Path
 
 import torch
 
-from ddad_fast.study import DATA_FREE, METHODS, DatasetPlan, StudyConfig, run_study
+from ddad_fast.study import (
+    DATA_FREE,
+    DEFAULT_METHODS,
+    METHODS,
+    DatasetPlan,
+    StudyConfig,
+    run_study,
+)
 from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
 
 # The smoke setting: digits only, a 2-epoch teacher, 2 epochs x 2 iterations per method.
@@ -48,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [p.dataset for p in StudyConfig().plans]
     parser.add_argument("--datasets", nargs="+", choices=names, default=names)
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS)
+    )
+    parser.add_argument(
+        "--budget-scale",
+        type=int,
+        default=1,
+        help="multiply every dataset's iterations per epoch (the step budget) by this",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out-dir", default="runs/study")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -65,8 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.budget_scale < 1:
+        raise SystemExit(f"--budget-scale must be at least 1, got {args.budget_scale}")
     plans = (
         TINY if args.tiny else tuple(p for p in StudyConfig().plans if p.dataset in args.datasets)
+    )
+    plans = tuple(
+        dataclasses.replace(p, epoch_iters=p.epoch_iters * args.budget_scale) for p in plans
     )
     cfg = StudyConfig(
         plans=plans,

@@ -16,7 +16,7 @@ from ddad_fast.data import DatasetInfo
 from ddad_fast.feature_hooks import PenultimateFeatures
 from ddad_fast.losses import activation_loss, negative_entropy_loss, onehot_loss
 from ddad_fast.models import Generator, build_model
-from ddad_fast.study import METHODS
+from ddad_fast.study import DEFAULT_METHODS, METHODS
 from ddad_fast.study_report import SECTION_BEGIN, SECTION_END, replace_section
 from ddad_fast.trainer import DDADTrainer
 
@@ -38,11 +38,11 @@ def test_the_study_script_writes_table_csv_and_pngs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     with (tmp_path / "out" / "runs.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["dataset"], r["method"]) for r in rows] == [("digits", m) for m in METHODS]
+    assert [(r["dataset"], r["method"]) for r in rows] == [("digits", m) for m in DEFAULT_METHODS]
     text = results.read_text()
     assert text.startswith("# Measured results\n\nkept\n") and text.count(SECTION_BEGIN) == 1
-    for method in METHODS.values():
-        assert f"| {method.label} | " in text
+    for method in DEFAULT_METHODS:
+        assert f"| {METHODS[method].label} | " in text
     assert "| teacher (smallcnn) | " in text
     assert (tmp_path / "figures" / "accuracy_runs.csv").read_bytes() == (
         tmp_path / "out" / "runs.csv"
@@ -103,3 +103,23 @@ def test_dafl_generator_loss_is_the_sum_of_its_weighted_terms():
     )  # lambda_adv = 0: no L1 term
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert parts[1].item() == 0.0 and parts[2].item() == pytest.approx(loss.item())
+
+
+def test_ddad_priors_objective_is_bn_only_plus_the_adversarial_term():
+    torch.manual_seed(0)
+    info = DatasetInfo("random", 10, 1, 8, (0.5,), (0.25,), False)
+    test_set = TensorDataset(torch.randn(4, 1, 8, 8), torch.arange(4))
+    teacher, student = build_model("smallcnn", 10, 1, 8), build_model("tinycnn", 10, 1, 8)
+    generator = Generator(TINY_DISTILL.nz, TINY_DISTILL.ngf, 1, 8)
+    losses = {}
+    for method in ("bn-only", "ddad-priors"):
+        cfg = dataclasses.replace(TINY_DISTILL, **METHODS[method].overrides)
+        trainer = DDADTrainer(cfg, teacher, student, generator, test_set, info)
+        loss, parts = trainer.generator_loss(
+            torch.randn(8, cfg.nz, generator=torch.Generator().manual_seed(1))
+        )
+        losses[method] = (loss.item(), parts[0].item())
+        trainer.bn_hooks.remove()
+    (bn_only, _), (priors, l1) = losses["bn-only"], losses["ddad-priors"]
+    assert l1 > 0
+    assert priors == pytest.approx(bn_only - l1, rel=1e-5)
