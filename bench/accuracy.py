@@ -34,6 +34,7 @@ from ddad_fast.study import (
     run_study,
 )
 from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
+from ddad_fast.trainer import resolve_device
 
 # The smoke setting: digits only, a 2-epoch teacher, 2 epochs x 2 iterations per method.
 TINY = (DatasetPlan("digits", teacher_epochs=2, epochs=2, epoch_iters=2, batch_size=32),)
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="multiply every dataset's iterations per epoch (the step budget) by this",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    defaults = StudyConfig()
+    parser.add_argument("--teacher", default=defaults.teacher, help="teacher registry name")
+    parser.add_argument("--student", default=defaults.student, help="student registry name")
+    parser.add_argument(
+        "--image-size", type=int, help="resize every dataset to this side (default: the plan's)"
+    )
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
     parser.add_argument("--out-dir", default="runs/study")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--jobs", type=int, default=1, help="datasets run at once (processes)")
@@ -86,13 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         TINY if args.tiny else tuple(p for p in StudyConfig().plans if p.dataset in args.datasets)
     )
     plans = tuple(
-        dataclasses.replace(p, epoch_iters=p.epoch_iters * args.budget_scale) for p in plans
+        dataclasses.replace(
+            p,
+            epoch_iters=p.epoch_iters * args.budget_scale,
+            image_size=p.image_size if args.image_size is None else args.image_size,
+        )
+        for p in plans
     )
     cfg = StudyConfig(
         plans=plans,
         methods=tuple(args.methods),
         seeds=tuple(args.seeds),
+        teacher=args.teacher,
+        student=args.student,
         out_dir=args.out_dir,
+        device=args.device,
         progress=args.progress,
     )
     if args.tiny:
@@ -112,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             if METHODS[method].kind == DATA_FREE:
                 grid = out / plan.dataset / method / f"seed{cfg.seeds[0]}" / "samples.png"
                 shutil.copyfile(grid, out / f"samples_{plan.dataset}_{method}.png")
+    device = resolve_device(cfg.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
+    shared = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
     facts = (
         f"Commit `{commit}`, {platform.machine()} CPU with {os.cpu_count()} cores, "
         f"{args.jobs} process(es) of {args.threads} torch thread(s), torch {torch.__version__}, "
-        f"no GPU. Whole study {minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at "
-        f"the start, {load_after[0]:.1f} at the end (shared machine: wall times inflated)."
+        f"{gpu}. Whole study {minutes:.1f} min; 1-minute load average {load_before[0]:.1f} at "
+        f"the start, {load_after[0]:.1f} at the end"
+        + (" (above the core count: wall times inflated)." if shared else ".")
     )
     figures = out if args.figures is None else args.figures
     if args.results is not None:

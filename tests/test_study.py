@@ -27,6 +27,8 @@ def test_the_study_script_writes_table_csv_and_pngs(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Measured results\n\nkept\n")
     argv = ["--tiny", "--seeds", "0", "--out-dir", str(tmp_path / "out")]
+    argv += ["--student", "smallcnn", "--image-size", "12", "--budget-scale", "2"]
+    argv += ["--device", "cpu"]
     argv += ["--results", str(results), "--figures", str(tmp_path / "figures")]
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "accuracy.py"), *argv],
@@ -44,6 +46,8 @@ def test_the_study_script_writes_table_csv_and_pngs(tmp_path):
     for method in DEFAULT_METHODS:
         assert f"| {METHODS[method].label} | " in text
     assert "| teacher (smallcnn) | " in text
+    assert "smallcnn teacher -> smallcnn student" in text and "no GPU" in text
+    assert "- digits (12x12): teacher 2 epochs; every method 2 epochs x 4 iterations" in text
     assert (tmp_path / "figures" / "accuracy_runs.csv").read_bytes() == (
         tmp_path / "out" / "runs.csv"
     ).read_bytes()
