@@ -26,9 +26,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddad_fast.data import load_dataset  # noqa: E402
-from ddad_fast.losses import center_over_classes, l1_discrepancy  # noqa: E402
+from ddad_fast.losses import logit_discrepancy  # noqa: E402
 from ddad_fast.model_io import load_model  # noqa: E402
 from ddad_fast.models import build_model  # noqa: E402
+from ddad_fast.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
 from ddad_fast.seg_metrics import evaluate_segmentation  # noqa: E402
 
 LOSSES = ("ce", "l1", "l1-centred")
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", type=Path, default=Path("runs/demo-seg/teacher/teacher.pt"))
     parser.add_argument("--loss", choices=LOSSES, default="l1-centred")
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -55,9 +56,7 @@ def student_loss(
     """The student's loss on one batch: logit maps (N, K, H, W), label maps (N, H, W)."""
     if loss == "ce":
         return F.cross_entropy(logits, labels)
-    if loss == "l1-centred":
-        return l1_discrepancy(center_over_classes(teacher_logits), center_over_classes(logits))
-    return l1_discrepancy(teacher_logits, logits)
+    return logit_discrepancy(teacher_logits, logits, center=loss == "l1-centred")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     teacher, _ = load_model(args.teacher, None, info.num_classes, info.in_channels, task="seg")
     teacher.eval().requires_grad_(False)
     student = build_model(STUDENT, info.num_classes, info.in_channels, info.image_size)
-    if args.optimizer == "adam":
-        opt = torch.optim.Adam(student.parameters(), lr=args.lr)
-    else:
-        opt = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    # Adam without weight decay as in the seg demo; SGD with the DFAD protocol's momentum and decay
+    decay = 0.0 if args.optimizer == "adam" else 5e-4
+    opt = make_optimizer(args.optimizer, student.parameters(), args.lr, 0.9, decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     images, labels = train.tensors
     draw = torch.Generator().manual_seed(args.seed)

@@ -125,6 +125,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def changed_settings(
+    saved: dict[str, Any],
+    now: dict[str, Any],
+    may_change: frozenset[str],
+    defaults: dict[str, Any],
+) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (saved value, value now)}`` for the settings outside ``may_change`` that differ.
+
+    A setting the saved config lacks (added in a later version) counts as its value in
+    ``defaults``, so a run written before it existed matches while it keeps its default.
+    """
+    before = {k: saved.get(k, defaults.get(k)) for k in now}
+    return {k: (before[k], v) for k, v in now.items() if k not in may_change and before[k] != v}
+
+
 def check_same_settings(
     saved: dict[str, Any],
     now: dict[str, Any],
@@ -132,13 +147,8 @@ def check_same_settings(
     path: str | Path,
     defaults: dict[str, Any],
 ) -> None:
-    """Refuse to resume from ``path`` when a setting outside ``may_change`` differs.
-
-    A setting the saved config lacks (added in a later version) counts as its value in
-    ``defaults``, so a checkpoint written before it existed resumes while it keeps its default.
-    """
-    before = {k: saved.get(k, defaults.get(k)) for k in now}
-    differ = [k for k in now if k not in may_change and before[k] != now[k]]
+    """Refuse to resume from ``path`` when ``changed_settings`` finds a difference."""
+    differ = changed_settings(saved, now, may_change, defaults)
     if differ:
-        changes = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in differ)
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
         raise CheckpointError(f"cannot resume from {path}: settings changed ({changes})")

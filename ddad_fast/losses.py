@@ -6,6 +6,8 @@ measured against. They are written for clarity, not speed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -38,6 +40,19 @@ def center_over_classes(logits: Tensor) -> Tensor:
     """Logits (N, C) or logit maps (N, C, H, W) minus each sample's (each pixel's) mean over the
     C classes: the part softmax sees, since softmax ignores a constant added to every class."""
     return logits - logits.mean(dim=1, keepdim=True)
+
+
+def logit_discrepancy(
+    t: Tensor,
+    s: Tensor,
+    center: bool,
+    l1: Callable[[Tensor, Tensor], Tensor] = l1_discrepancy,
+) -> Tensor:
+    """DDAD's discrepancy: ``l1(t, s)`` (a backend's L1) over logits (N, C) or logit maps
+    (N, C, H, W), of both less their mean over the classes when ``center``. Returns a scalar."""
+    if center:
+        t, s = center_over_classes(t), center_over_classes(s)
+    return l1(t, s)
 
 
 def onehot_loss(t_logits: Tensor) -> Tensor:

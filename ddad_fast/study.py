@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .batching import accuracy, iterate_batches
 from .data import load_dataset, train_augment
 from .errors import ConfigError
-from .losses import center_over_classes, l1_discrepancy
+from .losses import logit_discrepancy
 from .metrics import read_metrics
 from .model_io import load_model
 from .models import build_model
@@ -262,9 +262,7 @@ def run_real_data(
             else:
                 with torch.no_grad():
                     t_logits = teacher_model(x)
-                if dcfg.center_logits:
-                    t_logits, logits = center_over_classes(t_logits), center_over_classes(logits)
-                loss = l1_discrepancy(t_logits, logits)
+                loss = logit_discrepancy(t_logits, logits, dcfg.center_logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -11,12 +11,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .batching import iterate_batches
-from .checkpoint import check_same_settings, load_checkpoint, rng_state, save_atomic, set_rng_state
+from .checkpoint import (
+    changed_settings,
+    check_same_settings,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from .data import load_dataset, seg_augment, train_augment
 from .errors import CheckpointError, ConfigError, DDADError
 from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
+from .optimizers import check_optimizer, make_optimizer
 from .schedules import make_scheduler
 from .tasks import check_task, get_task
 from .trainer import resolve_device
@@ -60,8 +68,7 @@ class TeacherConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        check_optimizer("optimizer", self.optimizer)
         check_task(self.task, {"model": self.model}, self.dataset)
 
 
@@ -76,12 +83,7 @@ def train_teacher(cfg: TeacherConfig) -> float:
     train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, info.num_classes, info.in_channels, info.image_size).to(device)
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs)
     shuffle_rng = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
@@ -179,9 +181,7 @@ def cached_teacher(cfg: TeacherConfig) -> Path | None:
     except DDADError:
         return None
     saved, defaults = ckpt.get("config", {}), asdict(TeacherConfig())
-    same = all(
-        saved.get(k, defaults[k]) == v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES
-    )
+    same = not changed_settings(saved, asdict(cfg), RESUMABLE_CHANGES, defaults)
     done = ckpt.get("kind") == TEACHER_TRAIN_KIND and ckpt.get("epoch") == cfg.epochs
     teacher = Path(cfg.out_dir) / "teacher.pt"
     return teacher if same and done and teacher.is_file() else None

@@ -45,10 +45,11 @@ from .distributed import (
 from .errors import CheckpointError, ConfigError
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
-from .losses import activation_loss, center_over_classes, negative_entropy_loss, onehot_loss
+from .losses import activation_loss, logit_discrepancy, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
 from .model_io import load_model, model_record
 from .models import build_model
+from .optimizers import check_optimizer, make_optimizer
 from .schedules import make_scheduler
 from .signals import StopRequest
 from .tasks import check_task, get_task
@@ -126,10 +127,7 @@ class DistillConfig:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
-        if self.student_optimizer not in ("sgd", "adam"):
-            raise ConfigError(
-                f"student_optimizer must be sgd or adam, got {self.student_optimizer!r}"
-            )
+        check_optimizer("student_optimizer", self.student_optimizer)
         if self.nan_retries < 0:
             raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
         get_task(self.task)
@@ -260,9 +258,9 @@ class DDADTrainer:
     def discrepancy(self, t_logits: Tensor, s_logits: Tensor) -> Tensor:
         """The backend's L1(t, s) over logits (N, K) or logit maps (N, K, H, W), of the logits
         less their mean over the K classes when ``center_logits`` is set. Returns a scalar."""
-        if self.cfg.center_logits:
-            t_logits, s_logits = center_over_classes(t_logits), center_over_classes(s_logits)
-        return self.ops.l1_discrepancy(t_logits, s_logits)
+        return logit_discrepancy(
+            t_logits, s_logits, self.cfg.center_logits, self.ops.l1_discrepancy
+        )
 
     def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """The generator's objective on G(z): ``-lambda_adv * L1(t, s) + lambda_bn * bn_loss``
@@ -574,14 +572,10 @@ class DDADTrainer:
 def make_student_optimizer(
     cfg: DistillConfig, params: Iterable[nn.Parameter], fused: bool | None
 ) -> torch.optim.Optimizer:
-    """The student's optimiser: SGD with ``momentum`` or Adam, at ``lr_student`` with
-    ``weight_decay``; ``fused`` as torch's optimisers take it (None: their default)."""
-    if cfg.student_optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=cfg.lr_student, weight_decay=cfg.weight_decay, fused=fused
-        )
-    return torch.optim.SGD(
-        params, lr=cfg.lr_student, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused
+    """The student's optimiser: ``student_optimizer`` at ``lr_student`` with ``momentum`` (SGD)
+    and ``weight_decay``; ``fused`` as torch's optimisers take it (None: their default)."""
+    return make_optimizer(
+        cfg.student_optimizer, params, cfg.lr_student, cfg.momentum, cfg.weight_decay, fused
     )
 
 

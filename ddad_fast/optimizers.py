@@ -1,0 +1,34 @@
+"""The optimisers the teacher and the student train with: SGD with momentum, or Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def check_optimizer(setting: str, name: str) -> None:
+    """ConfigError naming ``setting`` (the config field) when ``name`` is not in OPTIMIZERS."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"{setting} must be sgd or adam, got {name!r}")
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    fused: bool | None = None,
+) -> torch.optim.Optimizer:
+    """``sgd``: SGD with ``momentum``; ``adam``: Adam (``momentum`` unused); both at ``lr`` with
+    ``weight_decay``. ``fused`` as torch's optimisers take it (None: their default)."""
+    check_optimizer("optimizer", name)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
