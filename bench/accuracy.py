@@ -29,15 +29,13 @@ from ddad_fast.study import (
     DATA_FREE,
     DEFAULT_METHODS,
     METHODS,
-    DatasetPlan,
+    TINY_PLANS,
     StudyConfig,
     run_study,
+    tiny_distill,
 )
 from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
 from ddad_fast.trainer import resolve_device
-
-# The smoke setting: digits only, a 2-epoch teacher, 2 epochs x 2 iterations per method.
-TINY = (DatasetPlan("digits", teacher_epochs=2, epochs=2, epoch_iters=2, batch_size=32),)
 
 
 def _commit() -> str:
@@ -90,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.budget_scale < 1:
         raise SystemExit(f"--budget-scale must be at least 1, got {args.budget_scale}")
-    plans = (
-        TINY if args.tiny else tuple(p for p in StudyConfig().plans if p.dataset in args.datasets)
-    )
+    plans = TINY_PLANS if args.tiny else StudyConfig().plans
+    plans = tuple(p for p in plans if args.tiny or p.dataset in args.datasets)
     plans = tuple(
         dataclasses.replace(
             p,
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=args.progress,
     )
     if args.tiny:
-        cfg.distill = dataclasses.replace(cfg.distill, nz=16, ngf=8, student_steps=2)
+        cfg.distill = tiny_distill(cfg.distill)
     command = "python bench/accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     commit = _commit()  # the code that runs, whatever is committed while it runs
     load_before = os.getloadavg()

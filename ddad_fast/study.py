@@ -106,6 +106,15 @@ FASHION_MNIST = DatasetPlan(
     batch_size=64,
 )
 
+# The smoke setting (CI): digits only, a 2-epoch teacher, 2 epochs x 2 iterations per method,
+# with a small generator and 2 student steps per generator step (``tiny_distill``).
+TINY_PLANS = (DatasetPlan("digits", teacher_epochs=2, epochs=2, epoch_iters=2, batch_size=32),)
+
+
+def tiny_distill(distill: DistillConfig) -> DistillConfig:
+    """``distill`` shrunk to the smoke setting's generator and step ratio."""
+    return dataclasses.replace(distill, nz=16, ngf=8, student_steps=2)
+
 
 @dataclass
 class StudyConfig:

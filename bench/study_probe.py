@@ -1,0 +1,116 @@
+"""One data-free setting of the accuracy study, over seeds: how the probes in RESULTS.md were run.
+
+    python bench/study_probe.py --set lambda_bn=0.1                    # DDAD with a weaker BN term
+    python bench/study_probe.py --method bn-only --set center_logits=true --seeds 0 1 2 3 4
+    python bench/study_probe.py --student smallcnn --budget-scale 3
+
+Runs the study's data-free ``--method`` (its DistillConfig overrides, then each ``--set``) on the
+study's plan for ``--dataset``, its cached teacher (``--study-dir``, trained there if missing) and
+its student budget; prints each seed's final test accuracy and the mean +- sample std, and writes
+them to ``--out-dir``/probe.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from ddad_fast.errors import ConfigError
+from ddad_fast.study import (
+    DATA_FREE,
+    METHODS,
+    TINY_PLANS,
+    Method,
+    StudyConfig,
+    prepare_teacher,
+    run_data_free,
+    tiny_distill,
+)
+from ddad_fast.trainer import DistillConfig
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``name=value`` for a DistillConfig field -> (name, value of the field's type)."""
+    name, sep, value = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
+    if not sep or name not in fields:
+        raise ConfigError(f"--set wants name=value with a DistillConfig field, got {text!r}")
+    kind = fields[name].type  # a string: the module uses postponed annotations
+    if kind == "bool":
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"--set {name} wants true or false, got {value!r}")
+        return name, value.lower() in ("true", "1")
+    converters = {"int": int, "float": float, "str": str}
+    if kind not in converters:
+        raise ConfigError(f"--set cannot set {name} (of type {kind})")
+    try:
+        return name, converters[kind](value)
+    except ValueError:
+        raise ConfigError(f"--set {name} wants a {kind}, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = StudyConfig()
+    data_free = [name for name, m in METHODS.items() if m.kind == DATA_FREE]
+    parser.add_argument("--dataset", default="fashion-mnist", help="a study plan's dataset")
+    parser.add_argument("--method", choices=data_free, default="ddad")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget-scale", type=int, default=1)
+    parser.add_argument("--student", default=defaults.student)
+    parser.add_argument("--study-dir", default="runs/study", help="where the teacher is cached")
+    parser.add_argument("--out-dir", default="runs/probe")
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    plans = TINY_PLANS if args.tiny else StudyConfig().plans
+    plan = next((p for p in plans if p.dataset == args.dataset), None)
+    if plan is None:
+        raise SystemExit(f"no study plan for --dataset {args.dataset}")
+    if args.budget_scale < 1:
+        raise SystemExit(f"--budget-scale must be at least 1, got {args.budget_scale}")
+    plan = dataclasses.replace(plan, epoch_iters=plan.epoch_iters * args.budget_scale)
+    try:
+        settings = dict(parse_setting(text) for text in args.set)
+    except ConfigError as err:
+        raise SystemExit(f"study_probe: {err}") from None
+    base = METHODS[args.method]
+    probe = Method(f"{base.label}, with {settings}", DATA_FREE, {**base.overrides, **settings})
+    cfg = StudyConfig(
+        plans=(plan,), seeds=tuple(args.seeds), student=args.student, device=args.device
+    )
+    if args.tiny:
+        cfg.distill = tiny_distill(cfg.distill)
+    teacher = prepare_teacher(dataclasses.replace(cfg, out_dir=args.study_dir), plan).path
+    cfg.out_dir = args.out_dir
+    METHODS["probe"] = probe  # run_data_free looks the method up by name
+    accs = []
+    for seed in args.seeds:
+        result = run_data_free(cfg, plan, "probe", seed, teacher)
+        accs.append(result.final_acc)
+        print(f"probe seed {seed}: {result.final_acc:.2f}% ({result.seconds:.0f}s)", flush=True)
+    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    print(f"probe {args.method} {settings}: {statistics.mean(accs):.2f} +- {spread:.2f}")
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    with (Path(args.out_dir) / "probe.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "settings", "seed", "final_acc"])
+        for seed, acc in zip(args.seeds, accs, strict=True):
+            writer.writerow([args.method, settings, seed, f"{acc:.2f}"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
