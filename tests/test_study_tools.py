@@ -1,0 +1,87 @@
+"""The study's probe tools. bench/study_probe.py: a tiny probe runs every seed with the --set
+values applied, and a bad --set stops it early with a message naming the problem.
+bench/study_diagnose.py: per-class rows for a finished run, a clear error for a folder without
+one."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(script: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def run_probe(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    """A tiny digits probe with its teacher under tmp_path/study, its runs under tmp_path/probe."""
+    return run_bench(
+        "study_probe.py",
+        *["--tiny", "--dataset", "digits", "--study-dir", str(tmp_path / "study")],
+        *["--out-dir", str(tmp_path / "probe"), *argv],
+    )
+
+
+def test_probe_runs_each_seed_with_the_settings_applied(tmp_path):
+    done = run_probe(
+        tmp_path, "--seeds", "0", "1", "--set", "lambda_bn=0.5", "--set", "center_logits=true"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with (tmp_path / "probe" / "probe.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    for seed in (0, 1):
+        saved = torch.load(
+            tmp_path / "probe" / "digits" / "probe" / f"seed{seed}" / "last.pt",
+            weights_only=False,
+        )["config"]
+        assert (saved["lambda_bn"], saved["center_logits"], saved["seed"]) == (0.5, True, seed)
+        assert saved["teacher_ckpt"].startswith(str(tmp_path / "study"))
+    assert "probe ddad {'lambda_bn': 0.5, 'center_logits': True}: " in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("bogus=1", "with a DistillConfig field, got 'bogus=1'"),
+        ("center_logits=maybe", "center_logits wants true or false, got 'maybe'"),
+        ("lambda_bn=lots", "lambda_bn wants a float, got 'lots'"),
+        ("teacher_ckpt=x.pt", "cannot set teacher_ckpt"),
+    ],
+)
+def test_a_bad_setting_stops_the_probe_with_its_name(tmp_path, setting, message):
+    done = run_probe(tmp_path, "--set", setting)
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "study").exists()  # stopped before training the teacher
+
+
+def test_diagnose_prints_per_class_rows_of_a_finished_run(tmp_path):
+    assert run_probe(tmp_path, "--seeds", "0").returncode == 0
+    run = tmp_path / "probe" / "digits" / "probe" / "seed0"
+    done = run_bench("study_diagnose.py", str(run))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("| run | class 0 | ") and "class 9 |" in lines[0]
+    shares = lines[2].split("|")[2:12]
+    assert lines[2].startswith(f"| {run} generated, % per teacher class | ")
+    assert abs(sum(float(v) for v in shares) - 100) <= 5  # rounded to whole percents
+    assert lines[3].startswith(f"| {run} student test acc % per class | ")
+    assert lines[4].startswith("| teacher test acc % per class | ")
+
+
+def test_diagnose_names_a_folder_without_a_run(tmp_path):
+    done = run_bench("study_diagnose.py", str(tmp_path))
+    assert done.returncode != 0
+    assert f"no last.pt in {tmp_path}" in done.stderr and "Traceback" not in done.stderr
