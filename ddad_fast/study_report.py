@@ -111,11 +111,17 @@ def section(
     the verdicts, the plot and the sample grids (image links relative to ``figures``)."""
     d = cfg.distill
     grids = [m for m in cfg.methods if METHODS[m].kind == DATA_FREE]
-    sample_rows = [
-        f"| {p.dataset} | "
-        + " | ".join(f"![{m}]({figures}/samples_{p.dataset}_{m}.png)" for m in grids)
-        + " |"
-        for p in cfg.plans
+    samples = [  # no grids (and no empty table) when the run has no data-free method
+        "Generated samples (first seed, after training):",
+        "",
+        "| dataset | " + " | ".join(grids) + " |",
+        "|---|" + "---|" * len(grids),
+        *(
+            f"| {p.dataset} | "
+            + " | ".join(f"![{m}]({figures}/samples_{p.dataset}_{m}.png)" for m in grids)
+            + " |"
+            for p in cfg.plans
+        ),
     ]
     return "\n".join(
         [
@@ -142,11 +148,7 @@ def section(
             summary_table(cfg, teachers, runs),
             f"![accuracy against wall time]({figures}/accuracy_vs_time.png)",
             "",
-            "Generated samples (first seed, after training):",
-            "",
-            "| dataset | " + " | ".join(grids) + " |",
-            "|---|" + "---|" * len(grids),
-            *sample_rows,
+            *(samples if grids else []),
             SECTION_END,
         ]
     )
