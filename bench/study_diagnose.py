@@ -12,6 +12,7 @@ teacher's accuracy per class on the real test split.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,9 +22,7 @@ from torch.utils.data import Dataset
 
 from ddad_fast.batching import iterate_batches
 from ddad_fast.checkpoint import load_checkpoint
-from ddad_fast.data import DatasetInfo, load_dataset
-from ddad_fast.model_io import load_model
-from ddad_fast.models import Generator
+from ddad_fast.trainer import DDADTrainer, DistillConfig, build_trainer
 
 SAMPLES = 1024
 
@@ -36,50 +35,45 @@ def predictions(model: nn.Module, dataset: Dataset) -> tuple[Tensor, Tensor]:
     return torch.cat([p for p, _ in pairs]), torch.cat([y for _, y in pairs])
 
 
-def per_class_accuracy(predicted: Tensor, labels: Tensor, num_classes: int) -> list[float]:
-    """Accuracy in percent of each class c over the samples labelled c."""
-    return [100.0 * (predicted[labels == c] == c).float().mean().item() for c in range(num_classes)]
+def accuracy_cells(model: nn.Module, dataset: Dataset, num_classes: int) -> str:
+    """``| acc class 0 | ... | acc class K-1 | overall``: test accuracies in percent."""
+    predicted, labels = predictions(model, dataset)
+    per_class = [(predicted[labels == c] == c).float().mean().item() for c in range(num_classes)]
+    overall = (predicted == labels).float().mean().item()
+    return " | ".join(f"{100 * a:.0f}" for a in per_class) + f" | {100 * overall:.2f} overall"
+
+
+def restore_run(run: Path) -> DDADTrainer:
+    """The run's trainer rebuilt from its saved config, on the CPU, with its final student and
+    generator loaded from ``run/last.pt``."""
+    saved = load_checkpoint(run / "last.pt")["config"]
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    cfg = DistillConfig(**{k: v for k, v in saved.items() if k in known})
+    trainer = build_trainer(dataclasses.replace(cfg, device="cpu", progress=False))
+    if trainer.task.dense:
+        raise SystemExit(f"study_diagnose: {run} is a segmentation run; it reads classifiers")
+    trainer.load(run / "last.pt")
+    return trainer
 
 
 @torch.no_grad()
-def generated_logits(ckpt: dict, teacher: nn.Module, student: nn.Module, info: DatasetInfo):
-    """(teacher, student) logits (SAMPLES, K) on images from the run's final generator."""
-    cfg = ckpt["config"]
-    generator = Generator(cfg["nz"], cfg["ngf"], info.in_channels, info.image_size)
-    generator.load_state_dict(ckpt["generator"])
-    generator.train()  # its BatchNorms use batch statistics, as during distillation
-    noise = torch.randn(SAMPLES, cfg["nz"], generator=torch.Generator().manual_seed(0))
-    images = torch.cat([generator(z) for z in noise.split(cfg["batch_size"])])
-    return teacher.eval()(images), student.eval()(images)
-
-
-def diagnose(run: Path) -> list[str]:
-    """The Markdown rows of one run folder."""
-    ckpt = load_checkpoint(run / "last.pt")
-    cfg = ckpt["config"]
-    _, test_set, info = load_dataset(cfg["dataset"], cfg["data_root"], cfg["image_size"])
-    k = info.num_classes
-    shape = (k, info.in_channels, info.image_size)
-    teacher, _ = load_model(cfg["teacher_ckpt"], cfg["teacher"], *shape)
-    student, _ = load_model(run / "last.pt", cfg["student"], *shape)
-    t_logits, s_logits = generated_logits(ckpt, teacher, student, info)
+def generated_rows(run: Path, trainer: DDADTrainer) -> list[str]:
+    """The rows of one run: what its final generator makes (SAMPLES images, fixed noise, the
+    generator in training mode as during distillation) and its student's test accuracies."""
+    batches = torch.randn(SAMPLES, trainer.cfg.nz, generator=torch.Generator().manual_seed(0))
+    images = torch.cat([trainer.generator(z) for z in batches.split(trainer.cfg.batch_size)])
+    t_logits = trainer.teacher(images)
+    s_logits = trainer.student.eval()(images)
+    k = trainer.info.num_classes
     share = torch.bincount(t_logits.argmax(dim=1), minlength=k).float() * 100 / SAMPLES
     confidence = t_logits.softmax(dim=1).amax(dim=1).mean().item()
     agree = (t_logits.argmax(dim=1) == s_logits.argmax(dim=1)).float().mean().item()
-    student_pred, labels = predictions(student, test_set)
-    teacher_pred, _ = predictions(teacher, test_set)
-    acc = 100.0 * (student_pred == labels).float().mean().item()
-
-    def cells(values) -> str:
-        return " | ".join(f"{v:.0f}" for v in values)
-
     return [
-        f"| {run} generated, % per teacher class | {cells(share.tolist())} | "
-        f"T top-1 p {confidence:.2f}, T=S {100 * agree:.0f}% |",
+        f"| {run} generated, % per teacher class | "
+        + " | ".join(f"{v:.0f}" for v in share.tolist())
+        + f" | T top-1 p {confidence:.2f}, T=S {100 * agree:.0f}% |",
         f"| {run} student test acc % per class | "
-        f"{cells(per_class_accuracy(student_pred, labels, k))} | {acc:.2f} overall |",
-        f"| teacher test acc % per class | {cells(per_class_accuracy(teacher_pred, labels, k))} "
-        f"| {100.0 * (teacher_pred == labels).float().mean().item():.2f} overall |",
+        f"{accuracy_cells(trainer.student, trainer.test_set, k)} |",
     ]
 
 
@@ -91,11 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(r) for r in args.runs if not (r / "last.pt").is_file()]
     if missing:
         raise SystemExit(f"study_diagnose: no last.pt in {', '.join(missing)}")
-    rows = [row for run in args.runs for row in diagnose(run)]
-    k = rows[0].count("|") - 3
-    print("| run | " + " | ".join(f"class {c}" for c in range(k)) + " | |")
-    print("|---|" + "---:|" * k + "---|")
-    print("\n".join(dict.fromkeys(rows)))  # the teacher's row once per teacher
+    teachers_done = set()  # each teacher's row once, after its first run's rows
+    for i, run in enumerate(args.runs):
+        trainer = restore_run(run)
+        k = trainer.info.num_classes
+        if i == 0:
+            print("| run | " + " | ".join(f"class {c}" for c in range(k)) + " | |")
+            print("|---|" + "---:|" * k + "---|")
+        print("\n".join(generated_rows(run, trainer)))
+        if trainer.cfg.teacher_ckpt not in teachers_done:
+            teachers_done.add(trainer.cfg.teacher_ckpt)
+            cells = accuracy_cells(trainer.teacher, trainer.test_set, k)
+            print(f"| teacher test acc % per class | {cells} |")
     return 0
 
 

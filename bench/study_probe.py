@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import statistics
 import sys
+import typing
 from pathlib import Path
 
 import torch
@@ -36,23 +37,23 @@ from ddad_fast.trainer import DistillConfig
 
 
 def parse_setting(text: str) -> tuple[str, object]:
-    """``name=value`` for a DistillConfig field -> (name, value of the field's type)."""
+    """``name=value`` for a DistillConfig field of type bool, int, float or str -> (name, value of
+    the field's type); the optional fields (the teacher, the data folder) are the study's own."""
     name, sep, value = text.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
-    if not sep or name not in fields:
+    kinds = typing.get_type_hints(DistillConfig)  # the types the CLI's flags take too
+    if not sep or name not in kinds:
         raise ConfigError(f"--set wants name=value with a DistillConfig field, got {text!r}")
-    kind = fields[name].type  # a string: the module uses postponed annotations
-    if kind == "bool":
+    kind = kinds[name]
+    if kind is bool:
         if value.lower() not in ("true", "false", "1", "0"):
             raise ConfigError(f"--set {name} wants true or false, got {value!r}")
         return name, value.lower() in ("true", "1")
-    converters = {"int": int, "float": float, "str": str}
-    if kind not in converters:
+    if kind not in (int, float, str):
         raise ConfigError(f"--set cannot set {name} (of type {kind})")
     try:
-        return name, converters[kind](value)
+        return name, kind(value)
     except ValueError:
-        raise ConfigError(f"--set {name} wants a {kind}, got {value!r}") from None
+        raise ConfigError(f"--set {name} wants a {kind.__name__}, got {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,14 @@ def few_canvases(monkeypatch):
     monkeypatch.setattr(composite, "TEST_CANVASES", 8)
 
 
+def load_bench(name: str):
+    """The module bench/<name>.py (bench/ is not a package on the test path)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 TINY_SEG_TEACHER = ["teacher", "--task", "seg", "--model", "deeplabv3_resnet_small",
                     "--dataset", "composite-digits", "--epochs", "1", "--batch-size", "8",
                     "--no-progress"]  # fmt: skip
@@ -50,6 +58,9 @@ def test_seg_teacher_distill_eval_end_to_end(tmp_path, capsys, few_canvases):
     out = capsys.readouterr().out
     assert re.search(r"composite-digits test: mIoU \d+\.\d\d% pixel accuracy \d+\.\d\d%", out)
     assert re.search(r"per-class IoU .* 0:\d+\.\d 1:", out)
+    # bench/study_diagnose.py reads classifiers: a seg run gets one line, not a stack trace
+    with pytest.raises(SystemExit, match="is a segmentation run; it reads classifiers"):
+        load_bench("study_diagnose").main([str(run_dir)])
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +135,7 @@ def test_seg_demo_on_a_tiny_setting_ends_with_its_line(tmp_path, monkeypatch, ca
 def test_student_ceiling_bench_runs_every_loss(tmp_path, capsys, few_canvases):
     # bench/seg_student_ceiling.py: the seg student on the real canvases, by each loss
     assert main([*TINY_SEG_TEACHER, "--out-dir", str(tmp_path)]) == 0
-    spec = importlib.util.spec_from_file_location(
-        "seg_student_ceiling", ROOT / "bench" / "seg_student_ceiling.py"
-    )
-    ceiling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ceiling)
+    ceiling = load_bench("seg_student_ceiling")
     teacher = str(tmp_path / "teacher.pt")
     for loss in ceiling.LOSSES:
         argv = ["--teacher", teacher, "--loss", loss, "--steps", "2", "--batch-size", "4"]
