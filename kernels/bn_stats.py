@@ -36,7 +36,9 @@ TILE = 4096  # elements per [BLOCK_L, BLOCK_C] tile
 PROGRAMS_PER_SM = 4  # forward stage 1 aims at this many programs per SM
 MIN_TILES_PER_SLICE = 8  # forward: each stage-1 program reads at least this many tiles, which
 MAX_PARTIALS = 1024  # ... and this cap keep the partials stage 2 adds in one program few
+FINALIZE_BLOCK_C = 64  # stage 2's [BLOCK_P, BLOCK_C] tiles: at 256 channels ptxas spills (sm_90)
 TILES_PER_PROGRAM = 4  # backward: tiles each program writes
+PARTIAL_WARPS = 8  # stage 1 holds two fp32 tiles: with 4 warps ptxas spills at 256 x 16 (sm_90)
 
 
 @triton.jit
@@ -264,7 +266,21 @@ def bn_stats_forward(
     num_partials = split_o * split_l
     partials = torch.empty((2, num_partials, c), device=x.device, dtype=torch.float32)
     wrap_triton(_bn_stats_partial_kernel)[(c_blocks, split_o, split_l)](
-        x, partials, o, ho, c, l_len, sn, sh, sc, sl, o_per, l_per, BLOCK_C=block_c, BLOCK_L=block_l
+        x,
+        partials,
+        o,
+        ho,
+        c,
+        l_len,
+        sn,
+        sh,
+        sc,
+        sl,
+        o_per,
+        l_per,
+        BLOCK_C=block_c,
+        BLOCK_L=block_l,
+        num_warps=PARTIAL_WARPS,
     )
     mean = torch.empty((c,), device=x.device, dtype=torch.float32)
     var = torch.empty_like(mean)
@@ -283,7 +299,7 @@ def bn_stats_forward(
         num_partials,
         m,
         sc,
-        BLOCK_C=min(triton.next_power_of_2(c), 256),
+        BLOCK_C=min(triton.next_power_of_2(c), FINALIZE_BLOCK_C),
         BLOCK_P=min(triton.next_power_of_2(num_partials), 32),
     )
     return loss, mean, var, dist

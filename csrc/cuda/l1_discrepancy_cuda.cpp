@@ -2,7 +2,7 @@
 // memory layout (as on CPU, see ../l1_discrepancy.h), allocation through the caching allocator and
 // launches on the current stream, with no host synchronisation, so CUDA graphs can capture the op.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -48,7 +48,7 @@ at::Tensor l1_discrepancy_cuda(const at::Tensor& t, const at::Tensor& s) {
       at::empty({ddad::cuda::l1_forward_workspace(n)}, t.options().dtype(at::kFloat));
   check_launch(ddad::cuda::l1_forward(kernel_dtype(tw.scalar_type()), tw.data_ptr(),
                                       sw.data_ptr(), n, workspace.data_ptr<float>(),
-                                      out.data_ptr<float>(), at::cuda::getCurrentCUDAStream()),
+                                      out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()),
                "ddad::l1_discrepancy");
   return out;
 }
@@ -71,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> l1_discrepancy_backward_cuda(const at::Tensor
   const at::Tensor gs = need_s ? ddad::l1::kernel_target(out_s, tw) : at::Tensor();
   check_launch(ddad::cuda::l1_backward(kernel_dtype(tw.scalar_type()), g.data_ptr<float>(),
                                        tw.data_ptr(), sw.data_ptr(), ptr_or_null(gt),
-                                       ptr_or_null(gs), n, at::cuda::getCurrentCUDAStream()),
+                                       ptr_or_null(gs), n, c10::cuda::getCurrentCUDAStream()),
                "ddad::l1_discrepancy_backward");
   ddad::l1::copy_from_target(out_t, gt);
   ddad::l1::copy_from_target(out_s, gs);
