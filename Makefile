@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ddad-installed
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow check-cuda clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ test: $(STAMP)
 # Statistical checks that take minutes (e.g. fast vs eager final accuracy over seeds).
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# The GPU path without a GPU: the CUDA build (sm_90), its kernels' registers and spills, the Triton
+# kernels compiled ahead of time for sm_90, the fast step traced on fake CUDA tensors. Keeps a
+# venv with a CUDA torch under ~/.cache/ddad_fast (bench/check_cuda.sh).
+check-cuda: $(STAMP)
+	PYTHON=$(PYTHON) bash bench/check_cuda.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs .pytest_cache .ruff_cache

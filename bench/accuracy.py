@@ -1,4 +1,4 @@
-"""The accuracy study (issue 8): DDAD against adversarial-only (DFAD), BN-statistics-only and DAFL
+"""The accuracy study: DDAD against adversarial-only (DFAD), BN-statistics-only and DAFL
 generators, and against KD / scratch training on the real images, on the same teacher and budget.
 
     python bench/accuracy.py --jobs 2          # the CPU study (datasets side by side), runs/study/

@@ -13,7 +13,7 @@ implementations compare on one scale; the peak is the device's DRAM bandwidth (C
 measured ``x.sum()`` read rate (CPU). On CPU, fresh pages for dx dominate the backward unless
 torch's allocator uses huge pages: ``THP_MEM_ALLOC_ENABLE=1 python bench/...`` (recorded as
 cpu_alloc).
-Rows go to bench/results.csv; the table is printed last, then one summary line.
+Rows go to bench/results.csv (or ``--csv``); the table is printed last, then one summary line.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_results, environment, print_table, time_ms  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS_CSV,
+    append_results,
+    environment,
+    print_table,
+    time_ms,
+)
 from ddad_fast import losses  # noqa: E402
 from ddad_fast.bn_hooks import batchnorm_layers  # noqa: E402
 from ddad_fast.models import build_model  # noqa: E402
@@ -113,6 +119,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per cell (CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(eager)")
+    parser.add_argument("--csv", type=Path, default=RESULTS_CSV, help="rows are appended here")
     args = parser.parse_args()
     if not fused_available(args.device):
         sys.exit(f"no fused bn_stats kernel for {args.device}: build ddad_fast._C / install triton")
@@ -181,7 +188,7 @@ def main() -> None:
     for r in rows:
         r["speedup"] = eager_ms[r["pass"]] / r["ms"]
         r["pct_peak"] = 100.0 * r["gbps"] / peak
-    append_results(rows)
+    append_results(rows, args.csv)
     rows.sort(key=lambda r: (["fwd", "bwd", "fwd+bwd"].index(r["pass"]), r["impl"]))
     print()
     print_table(rows, ["pass", "impl", "ms", "iqr_ms", "gbps", "pct_peak", "speedup"])

@@ -2,6 +2,7 @@
 
     python bench/bench_l1.py --device cpu
     python bench/bench_l1.py --device cuda --dtype float32 bfloat16
+    python bench/bench_l1.py --device cpu --shapes 256x10 2x11x16x20 --no-compile   # a quick look
 
 Shapes are the real DDAD outputs: classification logits 256x10 and 256x100, segmentation logit maps
 64x11x128x160 and 64x13x128x160. Both inputs require grad (the generator's step: both gradients).
@@ -9,7 +10,7 @@ Shapes are the real DDAD outputs: classification logits 256x10 and 256x100, segm
 "fwd+bwd" the two together. GB/s is the op's minimal traffic (read t and s; the backward also writes
 two gradients) over the measured time, for every implementation alike.
 
-Rows go to bench/results.csv; a table is printed, then one line
+Rows go to bench/results.csv (or ``--csv``); a table is printed, then one line
 ``l1: fused/eager speedup <x>x (fwd+bwd, <device>)`` where x is the geometric mean over the shapes
 of eager / fused fwd+bwd time, for the first --dtype.
 """
@@ -25,14 +26,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_results, environment, print_table, time_ms  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS_CSV,
+    append_results,
+    environment,
+    print_table,
+    time_ms,
+)
 from ddad_fast import losses  # noqa: E402
 from ddad_fast.ops import l1 as l1_ops  # noqa: E402
 
 SHAPES = [(256, 10), (256, 100), (64, 11, 128, 160), (64, 13, 128, 160)]
 MODES = ["fwd", "bwd", "fwd+bwd"]
-PROVIDERS = ["fused", "eager", "compiled"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"64x11x128x160"`` -> (64, 11, 128, 160): logits (2-D) or logit maps (4-D)."""
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a shape: {text!r} (e.g. 256x10)") from None
+    if len(shape) not in (2, 4) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N x C or N x C x H x W, each >= 1")
+    return shape
 
 
 def traffic_bytes(numel: int, element_size: int, mode: str) -> int:
@@ -75,6 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=list(DTYPES))
     parser.add_argument("--repeats", type=int, default=20, help="CPU measurements per timing")
     parser.add_argument("--no-csv", action="store_true", help="do not append to results.csv")
+    parser.add_argument("--csv", type=Path, default=RESULTS_CSV, help="rows are appended here")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        type=parse_shape,
+        default=SHAPES,
+        help="shapes to time, e.g. 256x10 64x11x128x160 (default: the real DDAD outputs)",
+    )
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(eager)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU here")
@@ -82,21 +108,20 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("ddad_fast._C is not built: `make setup` first")
 
     env = environment(args.device)
-    fns = {
-        "fused": l1_ops.l1_discrepancy,
-        "eager": losses.l1_discrepancy,
-        "compiled": torch.compile(losses.l1_discrepancy, dynamic=False),
-    }
+    fns = {"fused": l1_ops.l1_discrepancy, "eager": losses.l1_discrepancy}
+    if not args.no_compile:
+        fns["compiled"] = torch.compile(losses.l1_discrepancy, dynamic=False)
+    providers = list(fns)
     csv_rows: list[dict[str, object]] = []
     table: list[dict[str, object]] = []
     speedups: list[float] = []
     for dtype_name in args.dtype:
         dtype = DTYPES[dtype_name]
-        for shape in SHAPES:
+        for shape in args.shapes:
             t, s = make_inputs(shape, dtype, args.device)
             shape_name = "x".join(map(str, shape))
             ms: dict[tuple[str, str], float] = {}
-            for provider in PROVIDERS:
+            for provider in providers:
                 for mode, fn in timed_fns(fns[provider], t, s).items():
                     median, iqr = time_ms(fn, args.device, repeats=args.repeats)
                     ms[provider, mode] = median
@@ -116,22 +141,24 @@ def main(argv: list[str] | None = None) -> None:
                     )
             for mode in MODES:
                 row: dict[str, object] = {"shape": shape_name, "dtype": dtype_name, "mode": mode}
-                for provider in PROVIDERS:
+                for provider in providers:
                     row[f"{provider} ms"] = ms[provider, mode]
                 fused = ms["fused", mode]
                 row["fused GB/s"] = traffic_bytes(t.numel(), t.element_size(), mode) / fused / 1e6
                 row["eager/fused"] = ms["eager", mode] / fused
-                row["compiled/fused"] = ms["compiled", mode] / fused
+                if "compiled" in fns:
+                    row["compiled/fused"] = ms["compiled", mode] / fused
                 table.append(row)
             if dtype_name == args.dtype[0]:
                 speedups.append(ms["eager", "fwd+bwd"] / ms["fused", "fwd+bwd"])
             del t, s
 
     if not args.no_csv:
-        append_results(csv_rows)
+        append_results(csv_rows, args.csv)
     print(f"device: {env['device']}, torch {env['torch']}, commit {env['commit']}")
-    columns = ["shape", "dtype", "mode"] + [f"{p} ms" for p in PROVIDERS]
-    print_table(table, columns + ["fused GB/s", "eager/fused", "compiled/fused"])
+    columns = ["shape", "dtype", "mode"] + [f"{p} ms" for p in providers]
+    ratios = ["eager/fused"] + (["compiled/fused"] if "compiled" in fns else [])
+    print_table(table, columns + ["fused GB/s", *ratios])
     speedup = math.exp(sum(map(math.log, speedups)) / len(speedups))
     print(f"l1: fused/eager speedup {speedup:.2f}x (fwd+bwd, {args.device})")
 

@@ -1,10 +1,21 @@
 """DDAD iterations per second (one generator step + ``student_steps`` student steps), eager fp32
 against the fast backend, in the same run, their timed iterations interleaved.
 
-    python bench/bench_step.py --device cpu     # smallcnn -> tinycnn, 3x32x32, batch 64
+    python bench/bench_step.py --device cpu     # smallcnn -> tinycnn, 3x32x32, batch 32
     python bench/bench_step.py --device cuda    # resnet34 -> resnet18, 3x32x32, batch 256
+    python bench/bench_step.py --device cuda --teacher resnet34 --student resnet18 --batch 256 \
+        --image-size 32 --iters 20 --csv /tmp/rows.csv --profile /tmp/top_kernels.md
 
-Appends to bench/results.csv, prints a table and ends with exactly one line
+Per backend: iterations and images per second, achieved TFLOP/s (the FLOPs of one eager iteration,
+counted once with FlopCounterMode: convolutions and matmuls, forward and backward) and peak memory.
+On CUDA it also measures, on the spot, the bf16 matmul rate (8192^3) and the device-to-device copy
+bandwidth (a 2 GiB tensor), and gives each backend's share of the measured matmul rate and of a
+reference peak (``--ref-peak-tflops``, 790 TFLOP/s bf16 by default); ``--peaks`` measures the same
+on CPU (fp32 1024^3 matmul, a 256 MiB copy). ``--profile PATH`` profiles one fast iteration after
+the timed ones and writes its top 10 kernels by CUDA time (CPU: ops by self CPU time) to PATH as a
+Markdown table.
+
+Appends to bench/results.csv (or ``--csv``), prints a table and ends with exactly one line
 ``step: fast/eager speedup <x>x (<teacher>-><student>, bs <b>, <device>)``.
 """
 
@@ -13,9 +24,16 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import torch
-from common import append_results, environment, print_table  # bench/ is the script's path[0]
+from common import (  # bench/ is the script's path[0]
+    RESULTS_CSV,
+    append_results,
+    environment,
+    print_table,
+    time_ms,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddad_fast.backends import get_backend
@@ -27,23 +45,37 @@ SETTINGS = {
     "cpu": {"teacher": "smallcnn", "student": "tinycnn", "batch_size": 32, "iters": 8},
     "cuda": {"teacher": "resnet34", "student": "resnet18", "batch_size": 256, "iters": 30},
 }
+DEFAULTS = {
+    "image_size": 32,
+    "channels": 3,
+    "classes": 10,
+    "warmup": 3,
+    "nz": DistillConfig.nz,
+    "ngf": DistillConfig.ngf,
+}
 
 
 def make_trainer(backend: str, device: str, setting: dict) -> DDADTrainer:
     """A trainer on random-init models (speed does not depend on the teacher's weights)."""
+    setting = {**DEFAULTS, **setting}
+    size, channels, classes = setting["image_size"], setting["channels"], setting["classes"]
     torch.manual_seed(0)
-    info = DatasetInfo("bench", 10, 3, 32, (0.5,) * 3, (0.25,) * 3, False)
+    info = DatasetInfo(
+        "bench", classes, channels, size, (0.5,) * channels, (0.25,) * channels, False
+    )
     cfg = DistillConfig(
         teacher=setting["teacher"],
         student=setting["student"],
         batch_size=setting["batch_size"],
+        nz=setting["nz"],
+        ngf=setting["ngf"],
         device=device,
         backend=backend,
         progress=False,
     )
-    teacher = build_model(setting["teacher"], 10, 3, 32)
-    student = build_model(setting["student"], 10, 3, 32)
-    generator = Generator(cfg.nz, cfg.ngf, 3, 32)
+    teacher = build_model(setting["teacher"], classes, channels, size)
+    student = build_model(setting["student"], classes, channels, size)
+    generator = Generator(cfg.nz, cfg.ngf, channels, size)
     return DDADTrainer(cfg, teacher, student, generator, [], info, get_backend(backend))
 
 
@@ -59,24 +91,30 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(device: str, setting: dict) -> dict[str, dict]:
-    """Per backend: median and spread of an iteration's seconds, and peak memory (MB).
+def measure(device: str, setting: dict) -> tuple[dict[str, dict], dict[str, DDADTrainer]]:
+    """Per backend: median and spread of an iteration's seconds, and peak memory (MB); and the
+    trainers, warmed up.
 
     Timed iterations of the two backends alternate, so a machine shared with other work slows
-    both alike and the ratio stays fair. Peak memory: CUDA's allocator peak of one iteration on
-    GPU; on CPU the process's peak resident size after each backend's warm-up (a coarse bound).
+    both alike and the ratio stays fair. Peak memory: on GPU, the CUDA allocator's peak while the
+    backend's trainer is built and warmed up (compiled, CUDA graphs captured), less what was
+    allocated before (the other backend's trainer); on CPU the process's peak resident size after
+    each backend's warm-up (a coarse bound).
     """
+    cuda = device.startswith("cuda")
     trainers, result = {}, {}
     for backend in ("eager", "fast"):
-        trainers[backend] = make_trainer(backend, device, setting)
-        if device.startswith("cuda"):
+        if cuda:
+            sync(device)
+            base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(3):  # compile, autotune and CUDA-graph capture happen here
-            iteration(trainers[backend])
+        trainers[backend] = make_trainer(backend, device, setting)
+        for _ in range(setting.get("warmup", DEFAULTS["warmup"])):
+            iteration(trainers[backend])  # compile, autotune and CUDA-graph capture happen here
         sync(device)
         peak_mb = (
-            torch.cuda.max_memory_allocated() / 2**20
-            if device.startswith("cuda")
+            (torch.cuda.max_memory_allocated() - base) / 2**20
+            if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         )
         result[backend] = {"times": [], "peak_mb": peak_mb}
@@ -89,43 +127,162 @@ def measure(device: str, setting: dict) -> dict[str, dict]:
     for r in result.values():
         times = sorted(r.pop("times"))
         r["median_s"], r["spread_s"] = times[len(times) // 2], times[-1] - times[0]
-    return result
+    return result, trainers
 
 
-def iteration_flops(device: str) -> int:
+def iteration_flops(device: str, setting: dict) -> int:
     """FLOPs of one eager iteration (convolutions and matmuls, forward and backward)."""
-    setting = SETTINGS["cuda" if device.startswith("cuda") else "cpu"]
     trainer = make_trainer("eager", device, setting)
     with FlopCounterMode(display=False) as counter:
         iteration(trainer)
     return counter.get_total_flops()
 
 
-def bf16_matmul_peak_tflops() -> float:
-    """Measured bf16 matmul throughput of this GPU (8192^3), the roofline for the step."""
-    import triton.testing
+def matmul_tflops(device: str) -> tuple[float, str]:
+    """Measured matmul throughput: bf16 8192^3 on CUDA (the roofline for the step), fp32
+    1024^3 on CPU. Returns (TFLOP/s, what was measured)."""
+    if device.startswith("cuda"):
+        n, dtype = 8192, torch.bfloat16
+    else:
+        n, dtype = 1024, torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    ms, _ = time_ms(lambda: a @ a, device, repeats=5)
+    return 2 * n**3 / ms / 1e9, f"{str(dtype).removeprefix('torch.')} {n}^3"
 
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = triton.testing.do_bench(lambda: a @ a, rep=300)
-    return 2 * 8192**3 / ms / 1e9
+
+def copy_gbps(device: str) -> tuple[float, str]:
+    """Measured copy bandwidth of one tensor into another on the device (2 GiB on CUDA, 256 MiB
+    on CPU), counting the bytes read and the bytes written. Returns (GB/s, what was measured)."""
+    nbytes = 2 * 2**30 if device.startswith("cuda") else 256 * 2**20
+    src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    ms, _ = time_ms(lambda: dst.copy_(src), device, repeats=5)
+    return 2 * nbytes / ms / 1e6, f"{nbytes / 2**30:g} GiB copy, read + write"
+
+
+def prepare_profiler(device: str) -> None:
+    """Start and stop the profiler once before any CUDA graph is captured: the kernels of a graph
+    captured before the profiler's first use may go untraced when it replays under the profiler
+    (what ``torch.profiler._utils._init_for_cuda_graphs`` works around)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if device.startswith("cuda"):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]):
+            pass
+
+
+def profile_iteration(trainer: DDADTrainer, device: str, path: Path, top: int = 10) -> str:
+    """Profile one (warmed-up) iteration; write and return a Markdown table of its ``top``
+    kernels by CUDA time (on CPU: its ops by self CPU time)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        iteration(trainer)
+        sync(device)
+    events = prof.key_averages()
+
+    def self_us(e) -> float:
+        return e.self_device_time_total if cuda else e.self_cpu_time_total
+
+    if cuda:  # kernels, copies and memsets; not the annotations drawn on the GPU's timeline
+        kernels = [
+            e
+            for e in events
+            if e.device_type == DeviceType.CUDA
+            and not getattr(e, "is_user_annotation", False)
+            and self_us(e) > 0
+        ]
+        what = "kernels by CUDA time"
+    else:
+        kernels = [e for e in events if self_us(e) > 0]
+        what = "ops by self CPU time"
+    total = sum(self_us(e) for e in kernels) or 1.0
+    kernels.sort(key=self_us, reverse=True)
+    lines = [
+        f"Top {top} {what} in one `fast` iteration ({trainer.cfg.teacher}->"
+        f"{trainer.cfg.student}, batch {trainer.cfg.batch_size}, {device}; "
+        f"{len(kernels)} distinct, {total / 1e3:.2f} ms in all)",
+        "",
+        "| # | name | calls | total ms | share |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for rank, e in enumerate(kernels[:top], 1):
+        name = e.key if len(e.key) <= 100 else e.key[:97] + "..."
+        name = name.replace("|", "\\|")
+        us = self_us(e)
+        lines.append(
+            f"| {rank} | `{name}` | {e.count} | {us / 1e3:.3f} | {100 * us / total:.1f}% |"
+        )
+    if not kernels:
+        lines.append("| - | (the profiler recorded no kernel) | | | |")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--teacher", help="default: resnet34 on cuda, else smallcnn")
+    parser.add_argument("--student", help="default: resnet18 on cuda, else tinycnn")
+    parser.add_argument("--batch", type=int, help="default: 256 on cuda, else 32")
+    parser.add_argument("--image-size", type=int, default=DEFAULTS["image_size"])
+    parser.add_argument("--channels", type=int, default=DEFAULTS["channels"])
+    parser.add_argument("--classes", type=int, default=DEFAULTS["classes"])
+    parser.add_argument("--nz", type=int, default=DEFAULTS["nz"], help="generator's noise size")
+    parser.add_argument("--ngf", type=int, default=DEFAULTS["ngf"], help="generator's width")
+    parser.add_argument("--iters", type=int, help="timed iterations per backend (30 cuda, 8 cpu)")
+    parser.add_argument("--warmup", type=int, default=DEFAULTS["warmup"], help="untimed, each")
+    parser.add_argument("--csv", type=Path, default=RESULTS_CSV, help="rows are appended here")
+    parser.add_argument(
+        "--peaks", action="store_true", help="measure matmul rate and copy bandwidth on CPU too"
+    )
+    parser.add_argument(
+        "--ref-peak-tflops",
+        type=float,
+        default=790.0,
+        help="reference bf16 matmul peak of the GPU, for the share of it a step achieves",
+    )
+    parser.add_argument("--profile", type=Path, help="write the top kernels of a fast iteration")
     args = parser.parse_args()
-    setting = SETTINGS["cuda" if args.device.startswith("cuda") else "cpu"]
-    flops = iteration_flops(args.device)
+    cuda = args.device.startswith("cuda")
+    setting = dict(SETTINGS["cuda" if cuda else "cpu"])
+    for key, value in (
+        ("teacher", args.teacher),
+        ("student", args.student),
+        ("batch_size", args.batch),
+        ("iters", args.iters),
+    ):
+        if value is not None:
+            setting[key] = value
+    setting.update(
+        image_size=args.image_size,
+        channels=args.channels,
+        classes=args.classes,
+        warmup=args.warmup,
+        nz=args.nz,
+        ngf=args.ngf,
+    )
+    if args.profile is not None:
+        prepare_profiler(args.device)
+    flops = iteration_flops(args.device, setting)
     images = setting["batch_size"] * (DistillConfig.student_steps + 1)
     env = environment(args.device)
     rows = []
-    for backend, m in measure(args.device, setting).items():
+    measured, trainers = measure(args.device, setting)
+    size = setting["image_size"]
+    for backend, m in measured.items():
         rows.append(
             {
                 "bench": "step",
                 "backend": backend,
                 "pair": f"{setting['teacher']}->{setting['student']}",
                 "batch": setting["batch_size"],
+                "image": f"{args.channels}x{size}x{size}",
                 "it_per_s": 1 / m["median_s"],
                 "spread_ms": 1e3 * m["spread_s"],
                 "images_per_s": images / m["median_s"],
@@ -134,14 +291,34 @@ def main() -> None:
                 **env,
             }
         )
-    if args.device.startswith("cuda"):
-        peak = bf16_matmul_peak_tflops()
+    peak_lines = []
+    if cuda or args.peaks:
+        matmul, matmul_what = matmul_tflops(args.device)
+        copy, copy_what = copy_gbps(args.device)
+        peak_lines = [
+            f"measured matmul: {matmul:.3g} TFLOP/s ({matmul_what}, {args.device})",
+            f"measured copy bandwidth: {copy:.3g} GB/s ({copy_what}, {args.device})",
+        ]
+        if cuda:  # what "eager fp32" means for its convolutions and matmuls
+            peak_lines.append(
+                f"eager precision: fp32 parameters and activations; TF32 allowed in cuDNN "
+                f"convolutions: {torch.backends.cudnn.allow_tf32}, in matmuls: "
+                f"{torch.backends.cuda.matmul.allow_tf32}"
+            )
         for row in rows:
-            row["bf16_peak_fraction"] = row["tflops"] / peak
-    append_results(rows)
+            row.update(matmul_tflops=matmul, copy_gbps=copy)
+            row["bf16_peak_fraction" if cuda else "matmul_fraction"] = row["tflops"] / matmul
+            if cuda:
+                row["ref_peak_tflops"] = args.ref_peak_tflops
+                row["pct_ref_peak"] = 100 * row["tflops"] / args.ref_peak_tflops
+    append_results(rows, args.csv)
     print(f"one iteration = {flops / 1e9:.2f} GFLOP (conv+matmul, fwd+bwd, counted eagerly)")
+    for line in peak_lines:
+        print(line)
+    if args.profile is not None:
+        print(profile_iteration(trainers["fast"], args.device, args.profile))
     columns = ["backend", "pair", "batch", "it_per_s", "spread_ms", "images_per_s", "tflops"]
-    columns += ["peak_mb"] + (["bf16_peak_fraction"] if args.device.startswith("cuda") else [])
+    columns += ["peak_mb"] + (["bf16_peak_fraction", "pct_ref_peak"] if cuda else [])
     print_table(rows, columns)
     speedup = rows[1]["it_per_s"] / rows[0]["it_per_s"]
     print(

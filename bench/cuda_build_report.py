@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from kernel_resources import cubin_resources, fails_on_local_memory, markdown_table
 
 L1_OPS = ("ddad::l1_discrepancy", "ddad::l1_discrepancy_backward")
@@ -38,9 +37,10 @@ def main() -> int:
         problems.append(f"{args.so.name} holds no sm_90 machine code (it holds: {archs or 'none'})")
     problems += fails_on_local_memory(kernels)
 
+    registered = ", ".join(op for op in L1_OPS if op not in unregistered) or "no L1 op"
     lines = [
         f"CUDA kernels of `{args.so.name}` (torch {torch.__version__}, machine code for "
-        f"{', '.join(archs)}; CUDA kernels registered for {', '.join(op for op in L1_OPS if op not in unregistered)})",
+        f"{', '.join(archs)}; CUDA kernels registered for {registered})",
         "",
         *markdown_table(kernels),
     ]

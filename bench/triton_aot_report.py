@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 import triton
+from ddad_fast.kernels import bn_stats as kernels
+from kernel_resources import cubin_resources, fails_on_local_memory, markdown_table
 from torch import nn
 from triton.backends.compiler import GPUTarget
 
-from ddad_fast.kernels import bn_stats as kernels
 from ddad_fast.models import build_model
-from kernel_resources import cubin_resources, fails_on_local_memory, markdown_table
 
 H200_SMS = 132
 SM90 = GPUTarget("cuda", 90, 32)
@@ -53,14 +53,14 @@ class CompileInsteadOfLaunch:
     compiles the kernel for the arguments' specialisation and records it, launching nothing."""
 
     def __init__(self) -> None:
-        self.compiled: dict[int, tuple[str, dict, object]] = {}  # id -> (name, constexprs, kernel)
+        self.compiled: dict[int, tuple[dict, object]] = {}  # id -> (constexprs, compiled kernel)
         self.calls: list[int] = []  # compiled ids, one per launch
 
     def __call__(self, kernel) -> Callable:
         def at_grid(grid):
             def launch(*args, **constexprs):
                 compiled = kernel.warmup(*args, grid=grid, **constexprs)
-                self.compiled.setdefault(id(compiled), (kernel.fn.__name__, constexprs, compiled))
+                self.compiled.setdefault(id(compiled), (constexprs, compiled))
                 self.calls.append(id(compiled))
 
             return launch
@@ -74,6 +74,11 @@ class _Subscriptable:
 
     def __getitem__(self, grid) -> Callable:
         return self._at_grid(grid)
+
+
+def as_h200() -> None:
+    """Makes the launcher size its grids for an H200 (132 SMs) whatever the device."""
+    kernels._programs_wanted = lambda device: kernels.PROGRAMS_PER_SM * H200_SMS
 
 
 def bn_input_shapes(model_name: str, batch: int, image_size: int) -> list[tuple[int, ...]]:
@@ -94,7 +99,7 @@ def compile_variants(shapes, dtypes, formats) -> tuple[CompileInsteadOfLaunch, d
     picked it."""
     recorder = CompileInsteadOfLaunch()
     kernels.wrap_triton = recorder
-    kernels._programs_wanted = lambda device: kernels.PROGRAMS_PER_SM * H200_SMS
+    as_h200()
     triton.runtime.driver.set_active(AheadOfTimeDriver())
     used_by: dict[int, Counter] = {}
     for dtype in dtypes:
@@ -127,7 +132,7 @@ def main() -> int:
     rows, extra = [], {"blocks": [], "warps": [], "picked for": []}
     with tempfile.TemporaryDirectory() as tmp:
         cuobjdump = os.environ.get("CUOBJDUMP", "cuobjdump")
-        for i, (key, (name, constexprs, compiled)) in enumerate(recorder.compiled.items()):
+        for i, (key, (constexprs, compiled)) in enumerate(recorder.compiled.items()):
             cubin = Path(tmp, f"{i}.{SM90_ARCH}.cubin")
             cubin.write_bytes(compiled.asm["cubin"])
             (kernel,), _ = cubin_resources(cubin, cuobjdump)
@@ -135,7 +140,9 @@ def main() -> int:
             blocks = {k: v for k, v in constexprs.items() if k.startswith("BLOCK_")}
             extra["blocks"].append(" ".join(f"{k}={v}" for k, v in blocks.items()))
             extra["warps"].append(str(compiled.metadata.num_warps))
-            extra["picked for"].append(", ".join(f"{u} x{n}" for u, n in sorted(used_by[key].items())))
+            extra["picked for"].append(
+                ", ".join(f"{u} x{n}" for u, n in sorted(used_by[key].items()))
+            )
     problems = fails_on_local_memory(rows)
     lines = [
         f"Triton {triton.__version__}, sm_90 ahead of time: the bn_stats kernels for the "
@@ -153,6 +160,7 @@ def main() -> int:
     for problem in problems:
         print(f"check-cuda: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
