@@ -14,7 +14,6 @@ import warnings
 
 from setuptools import setup
 
-
 DEFAULT_CUDA_ARCHS = "9.0+PTX"  # sm_90 machine code, and PTX that newer GPUs compile at load
 
 
