@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 # The GPU path without a GPU: the CUDA build (sm_90), its kernels' registers and spills, the Triton
 # kernels compiled ahead of time for sm_90, the fast step traced on fake CUDA tensors. Keeps a
 # venv with a CUDA torch under ~/.cache/ddad_fast (bench/check_cuda.sh).
-check-cuda: $(STAMP)
+check-cuda:
 	PYTHON=$(PYTHON) bash bench/check_cuda.sh
 
 clean:

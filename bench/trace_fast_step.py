@@ -5,7 +5,8 @@ A ``DDADTrainer`` with ``--backend fast`` on device ``cuda`` is built under ``Fa
 the device taken as an H200 (132 SMs) for the Triton launcher. Its ``student_loss`` and
 ``generator_loss`` are then traced with ``torch._dynamo.explain`` on a fake batch of noise, bf16
 autocast on CUDA really on, as ``torch.compile(fullgraph=True)`` would trace them on the GPU.
-Fails (exit 1) unless each is one graph with no break. Prints, and writes with --out, a table.
+Fails (exit 1) unless each is one graph with no break, with bf16 activations and fp32 logits
+into the L1. Prints, and writes with --out, a table.
 
 The few questions that would reach a GPU are answered as an H200 would answer them: while the
 trainer is built, the device (``cuda``) and its noise generator (a CPU one: the trace passes its
@@ -102,9 +103,18 @@ def main() -> int:
             nodes = [n for g in explanation.graphs for n in g.graph.nodes]
             bf16 = sum(_is_bf16(n.meta.get("example_value")) for n in nodes)
             fused = Counter(str(n.target) for n in nodes if str(n.target).startswith("ddad."))
+            l1_inputs = {
+                str(arg.meta["example_value"].dtype).removeprefix("torch.")
+                for n in nodes
+                if str(n.target).startswith("ddad.l1_discrepancy")
+                for arg in n.args
+            }
+            if l1_inputs != {"float32"}:
+                problems.append(f"{fn.__name__}: the L1 takes {l1_inputs} logits, not fp32")
             rows.append(
                 f"| `{fn.__name__}` | {explanation.graph_count} | "
                 f"{explanation.graph_break_count} | {len(nodes)} | {bf16} | "
+                f"{', '.join(sorted(l1_inputs))} | "
                 + ", ".join(f"{op} x{k}" for op, k in sorted(fused.items()))
                 + " |"
             )
@@ -119,8 +129,8 @@ def main() -> int:
         f"{args.student}, batch {args.batch}, {args.image_size}x{args.image_size}, fake CUDA "
         "tensors, bf16 autocast",
         "",
-        "| function | graphs | graph breaks | FX nodes | nodes with a bf16 result | fused ops |",
-        "|---|---|---|---|---|---|",
+        "| function | graphs | graph breaks | FX nodes | bf16 results | L1 inputs | fused ops |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
     text = "\n".join(lines) + "\n"
