@@ -34,9 +34,13 @@ class DistillOps:
     cuda_amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA (None: fp32)
     cpu_amp_dtype: torch.dtype | None = None  # autocast dtype on CPU (None: fp32)
 
+    def amp_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The autocast dtype of this backend on ``device`` (None: AMP off, all fp32)."""
+        return self.cuda_amp_dtype if device.type == "cuda" else self.cpu_amp_dtype
+
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The autocast context of this backend on ``device`` (a no-op where AMP is off)."""
-        dtype = self.cuda_amp_dtype if device.type == "cuda" else self.cpu_amp_dtype
+        dtype = self.amp_dtype(device)
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=dtype)
@@ -58,9 +62,10 @@ class DistillOps:
 EAGER = DistillOps("eager", losses.l1_discrepancy, losses.bn_stats_loss)
 
 # The fast backend: the same loop and losses, compiled, in bf16 autocast on CUDA (BN statistics
-# and losses still accumulate in fp32), channels_last, fused optimisers, CUDA graphs on GPU, the
-# fused ops: L1 from the C++/CUDA extension, BN statistics from Triton (CUDA) or C++ (CPU); each
-# falls back to its eager reference, with one warning, where not built.
+# and losses still accumulate in fp32; the teacher's and the student's output layers run in fp32,
+# so the logits are fp32: ``amp.fp32_output_layer``), channels_last, fused optimisers, CUDA graphs
+# on GPU, the fused ops: L1 from the C++/CUDA extension, BN statistics from Triton (CUDA) or C++
+# (CPU); each falls back to its eager reference, with one warning, where not built.
 FAST = DistillOps(
     "fast",
     fused_l1.l1_discrepancy,

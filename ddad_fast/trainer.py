@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .amp import fp32_output_layer
 from .backends import DistillOps, get_backend
 from .bn_hooks import BNStatsHooks
 from .checkpoint import (
@@ -187,9 +188,10 @@ class DDADTrainer:
                 f"--backend {self.ops.name} compiles the loss functions with fullgraph=True, which "
                 "cannot trace DistributedDataParallel's forward; under torchrun use --backend eager"
             )
-        self.teacher = teacher.to(self.device).eval().requires_grad_(False)
-        self.student = student.to(self.device).train()
-        self.generator = generator.to(self.device).train()
+        fmt = torch.channels_last if self.ops.channels_last else torch.preserve_format
+        self.teacher = teacher.to(self.device, memory_format=fmt).eval().requires_grad_(False)
+        self.student = student.to(self.device, memory_format=fmt).train()
+        self.generator = generator.to(self.device, memory_format=fmt).train()
         check_models_fit(
             self.teacher,
             self.student,
@@ -201,14 +203,15 @@ class DDADTrainer:
             self.device,
             dense=self.task.dense,
         )
+        if self.ops.amp_dtype(self.device) is not None:
+            # Logits in fp32 (amp module): in bf16 many t - s round to 0, leaving no gradient.
+            for model in (self.teacher, self.student):
+                fp32_output_layer(model, self.task.dense)
         self.test_set = test_set
         self.info = info
         layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
         self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
         self.features = PenultimateFeatures(self.teacher) if cfg.lambda_activation > 0 else None
-        if self.ops.channels_last:
-            for model in (self.teacher, self.student, self.generator):
-                model.to(memory_format=torch.channels_last)
         # The wrappers share the modules' parameters; they are called only where gradients must
         # be averaged across ranks (the student in its loss, the generator in its loss).
         self.student_ddp = wrap_ddp(self.student, dist, self.device)
