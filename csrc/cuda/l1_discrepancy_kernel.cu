@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(kThreads)
     const auto* sp = reinterpret_cast<const Pack<T>*>(s);
     auto* gtp = reinterpret_cast<Pack<T>*>(grad_t);
     auto* gsp = reinterpret_cast<Pack<T>*>(grad_s);
-    // Two packs in flight per thread; ptxas unrolls by 4 unasked and then spills 8 bytes (fp32).
+    // Two packs in flight per thread (left to itself, ptxas unrolls further and spills for fp32).
 #pragma unroll 2
     for (int64_t i = tid; i < packs; i += stride) {
       const Pack<T> a = tp[i];
