@@ -28,25 +28,39 @@ def test_loss_functions_compile_without_graph_breaks(tiny_distill):
 
 
 # The DFAD settings, and the seg demo's student settings (Adam, centred logits), each with the
-# relative tolerance of the later iterations (the first must agree to 1e-4 in both).
+# relative tolerance of the first iteration and that of the five after it.
 STUDENT_SETTINGS = {
-    "sgd": ({}, 1e-4),
+    "sgd": ({}, 1e-5, 1e-2),
     "adam-centred": (
         {"student_optimizer": "adam", "lr_student": 3e-3, "center_logits": True},
-        5e-3,
+        1e-4,
+        2e-2,
     ),
 }
 
 
 @pytest.mark.parametrize("student", STUDENT_SETTINGS)
 def test_fast_follows_eager_step_for_step(parity_config, tmp_path, student):
-    # From the same seed, one epoch of 6 iterations x (5 student + 1 generator) steps: every
-    # iteration's losses [student, L1, bn_loss, generator] agree. Compiled kernels and fused
-    # optimisers round differently and the adversarial steps amplify it. Measured, relative: SGD
-    # at most 7.5e-6; Adam, whose normalised steps turn tiny gradient differences into full-size
-    # updates, 4.3e-6 after the first iteration growing to 1.6e-3 by the sixth (without centring
-    # too: 1e-7 to 3.7e-4).
-    settings, rtol = STUDENT_SETTINGS[student]
+    # From the same seed, one epoch of 6 iterations x (5 student + 1 generator) steps; each
+    # iteration's losses are [student (sum of 5 steps), L1, bn_loss, generator]. Compiled kernels
+    # and fused optimisers round differently, and Adam turns that into full-size differences: its
+    # first steps are lr * sign(g), so a weight whose gradient is rounding noise (a few in the
+    # generator's convolutions, measured) moves by 2 * lr in one backend and not in the other. From
+    # the second iteration on the runs drift apart by an amount set by the seed and the CPU's
+    # kernels more than by the iteration, as far as a 1% error in either learning rate takes them.
+    #
+    # Greatest relative differences measured, seeds 0-5 on AVX2 kernels (ATEN_CPU_CAPABILITY=avx2),
+    # on scalar ones (=default), and on scalar eager kernels beside AVX2 compiled code; seeds 0-2
+    # on oneDNN's AVX and SSE4.1 convolutions (ONEDNN_MAX_CPU_ISA): first iteration, SGD 1.6e-6,
+    # Adam 2.5e-5; iterations 2-6, SGD 3.0e-3, Adam 6.0e-3. Hence a tight check of the first
+    # iteration (its forward passes, both losses and five student steps) and a bound for the rest,
+    # each 3-6x the worst measured. What they catch, measured on seed 0: in the first iteration a
+    # 1% error in the student's learning rate (5e-4) or momentum (6e-4), a dropped weight decay
+    # (SGD 3e-5, Adam 2e-4), a 0.1% error in L1 (1e-3) or 1% in bn_loss (1e-2); later, a
+    # generator that does not learn (1.2) or a BN-statistics gradient without its mean term
+    # (1.8e-1). Smaller errors in the generator's step drown in the drift (1% in its learning
+    # rate: 2e-3 to 8e-3); the ops' own tests compare those gradients directly.
+    settings, rtol_first, rtol_later = STUDENT_SETTINGS[student]
     losses = {}
     for backend in ("eager", "fast"):
         out = str(tmp_path / backend)
@@ -56,8 +70,8 @@ def test_fast_follows_eager_step_for_step(parity_config, tmp_path, student):
         trainer = build_trainer(cfg)
         trainer.train_epoch()
         losses[backend] = trainer.losses
-    torch.testing.assert_close(losses["fast"][0], losses["eager"][0], rtol=1e-4, atol=0)
-    torch.testing.assert_close(losses["fast"], losses["eager"], rtol=rtol, atol=0)
+    torch.testing.assert_close(losses["fast"][0], losses["eager"][0], rtol=rtol_first, atol=0)
+    torch.testing.assert_close(losses["fast"][1:], losses["eager"][1:], rtol=rtol_later, atol=0)
 
 
 @pytest.mark.slow

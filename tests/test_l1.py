@@ -65,8 +65,8 @@ def eager(t, s, log1p=False):
 def assert_matches_eager(t, s, t_hi, s_hi, log1p=False):
     """Values no worse than 2x eager's error against fp64 (+ fp32 rounding); gradients equal to
     eager's, each in its input's dtype and memory format. Bitwise on CPU; to one ulp of the dtype
-    for log1p (g / (1 + L1) sees either loss) and on CUDA (eager's mean backward there multiplies by
-    a rounded 1 / numel, the op divides)."""
+    on CUDA (eager's mean backward there multiplies by a rounded 1 / numel, the op divides), to four
+    for log1p (g / (1 + L1) sees either loss)."""
     loss, gt, gs = run(l1_ops.l1_discrepancy, t, s, log1p)
     ref_loss, ref_gt, ref_gs = run(eager, t, s, log1p)
     ref = (t_hi.double() - s_hi.double()).abs().mean()
@@ -80,8 +80,13 @@ def assert_matches_eager(t, s, t_hi, s_hi, log1p=False):
         assert grad.dtype == x.dtype
         assert grad.stride() == torch.empty_like(x).stride()  # x's own where x is dense
         if log1p or x.device.type != "cpu":
+            # Under log1p each side divides by 1 + its own L1, summed in another order: the sum
+            # can differ in its last bits, 1 + L1 round to the next float, the quotient round
+            # again. Measured in fp32 over these shapes, seeds 0-11, AVX2 and scalar kernels
+            # (ATEN_CPU_CAPABILITY): up to 1.9 eps; bf16 and fp16 equal.
+            ulps = 4 if log1p else 1
             eps = torch.finfo(x.dtype).eps
-            torch.testing.assert_close(grad, ref_grad, rtol=eps, atol=0)
+            torch.testing.assert_close(grad, ref_grad, rtol=ulps * eps, atol=0)
         else:
             assert torch.equal(grad, ref_grad)
 
