@@ -87,8 +87,14 @@ def load_state_strict(model: nn.Module, state: dict[str, Any], source: str | Pat
     """Load ``state`` into ``model`` exactly; a mismatch raises CheckpointError saying how.
 
     The message names ``source`` (the file) and lists missing keys, unexpected keys and shape
-    mismatches (at most five of each).
+    mismatches (at most five of each). A model whose submodules were renamed may define
+    ``upgrade_state_dict(state) -> state``, which maps a state_dict in its older names to its
+    current ones; it is applied first (the Generator does, so checkpoints from before it took
+    DFAD's names resume).
     """
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if callable(upgrade):
+        state = upgrade(state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -10,16 +10,24 @@ SCHEDULES = ("none", "step", "cosine")
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, epochs: int
+    optimizer: torch.optim.Optimizer, name: str, epochs: int, step_every: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A scheduler stepped once per epoch.
+    """A scheduler stepped once per epoch, after it.
 
-    none: constant; step: x0.1 at 20% and 40% of the epochs (DFAD's milestones 100 and 200 of
-    500); cosine: cosine annealing to zero over ``epochs``.
+    none: constant; step: x0.1 after 20% and 40% of the epochs (DFAD's CIFAR milestones, epochs
+    100 and 200 of 500), or, with ``step_every`` N > 0, x0.1 after every N epochs (DFAD's
+    segmentation scripts: StepLR every 100 epochs); cosine: cosine annealing to zero over
+    ``epochs``.
     """
+    if step_every < 0:
+        raise ConfigError(f"step_every must be non-negative, got {step_every}")
+    if step_every and name != "step":
+        raise ConfigError(f"step_every applies to the step schedule only, not {name!r}")
     if name == "none":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
     if name == "step":
+        if step_every:
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_every, gamma=0.1)
         milestones = [max(1, round(epochs * 0.2)), max(2, round(epochs * 0.4))]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     if name == "cosine":

@@ -254,7 +254,7 @@ def run_real_data(
     student = build_model(cfg.student, info.num_classes, info.in_channels, info.image_size)
     student = student.to(device).train()
     opt = make_student_optimizer(dcfg, student.parameters(), None)
-    sched = make_scheduler(opt, dcfg.schedule, plan.epochs)
+    sched = make_scheduler(opt, dcfg.schedule, plan.epochs, dcfg.step_every)
     shuffle = torch.Generator().manual_seed(seed)
     batches = itertools.chain.from_iterable(
         iterate_batches(train_set, plan.batch_size, device, True, shuffle)

@@ -43,10 +43,14 @@ class Task:
         scores = evaluate_segmentation(model, dataset, device, info.num_classes, info.ignore_index)
         return 100.0 * scores.miou
 
-    def make_generator(self, nz: int, ngf: int, channels: int, image_size: int) -> nn.Module:
-        """DFAD's generator for the task: GeneratorA (cls) or the DCGAN-style GeneratorB (seg)."""
-        make = SegGenerator if self.dense else Generator
-        return make(nz, ngf, channels, image_size)
+    def make_generator(
+        self, nz: int, ngf: int, channels: int, image_size: int, seg_out_bn: bool = False
+    ) -> nn.Module:
+        """DFAD's generator for the task: GeneratorA (cls) or the DCGAN-style GeneratorB (seg);
+        ``seg_out_bn`` adds an affine-free BN after GeneratorB's tanh (``SegGenerator.out_bn``)."""
+        if self.dense:
+            return SegGenerator(nz, ngf, channels, image_size, out_bn=seg_out_bn)
+        return Generator(nz, ngf, channels, image_size)
 
 
 CLS = Task("cls", "acc", dense=False, log_discrepancy=False)

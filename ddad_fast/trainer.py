@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +65,15 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+def settings_before(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The value each setting had before it existed, for checkpoints written without it: its
+    default, except ``seg_generator_bn``, which seg runs had always on before it became a setting
+    (resuming one needs ``--seg-generator-bn``)."""
+    before = asdict(DistillConfig())
+    before["seg_generator_bn"] = ckpt["config"].get("task") == "seg"
+    return before
+
+
 @dataclass
 class DistillConfig:
     """Every setting of a DDAD run. Defaults follow the DFAD protocol on CIFAR-10."""
@@ -90,13 +100,15 @@ class DistillConfig:
     momentum: float = 0.9  # SGD's
     weight_decay: float = 5e-4  # the student's
     lr_generator: float = 1e-3  # Adam
-    schedule: str = "none"  # none, step (x0.1 at 20% and 40%, DFAD's), or cosine; both players
+    schedule: str = "step"  # step (x0.1 at 20% and 40%: DFAD's --scheduler), none or cosine
+    step_every: int = 0  # step schedule: x0.1 every N epochs instead (DFAD's seg scripts: 100)
     lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
     lambda_onehot: float = 0.0  # DAFL one-hot term (off by default)
     lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
     lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
     lambda_activation: float = 0.0  # DAFL activation term (off by default)
     center_logits: bool = False  # L1 between logits less each pixel's mean over classes
+    seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt
@@ -132,6 +144,11 @@ class DistillConfig:
         if self.nan_retries < 0:
             raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
         get_task(self.task)
+        if self.seg_generator_bn and self.task != "seg":
+            raise ConfigError(
+                "seg_generator_bn applies to --task seg only (the classification generator, "
+                "DFAD's GeneratorA, always ends with its affine-free BN)"
+            )
 
 
 @dataclass
@@ -223,8 +240,9 @@ class DDADTrainer:
         )
         self._student_loss = self.ops.compiled(self.student_loss, self.device)
         self._generator_loss = self.ops.compiled(self.generator_loss, self.device)
-        self.sched_student = make_scheduler(self.opt_student, cfg.schedule, cfg.epochs)
-        self.sched_generator = make_scheduler(self.opt_generator, cfg.schedule, cfg.epochs)
+        schedule = cfg.schedule, cfg.epochs, cfg.step_every
+        self.sched_student = make_scheduler(self.opt_student, *schedule)
+        self.sched_generator = make_scheduler(self.opt_generator, *schedule)
         self.noise_rng = torch.Generator(device=self.device)
         self.noise_rng.manual_seed(self._noise_seed())
         self.guard = LossGuard(
@@ -544,7 +562,7 @@ class DDADTrainer:
         if ckpt.get("kind") != DISTILL_KIND:
             raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
         check_same_settings(
-            ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path, asdict(DistillConfig())
+            ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path, settings_before(ckpt)
         )
         try:
             load_state_strict(self.student, ckpt["model"]["state_dict"], path)
@@ -602,6 +620,8 @@ def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrai
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student, **facts)
     task = get_task(cfg.task)
-    generator = task.make_generator(cfg.nz, cfg.ngf, info.in_channels, info.image_size)
+    generator = task.make_generator(
+        cfg.nz, cfg.ngf, info.in_channels, info.image_size, cfg.seg_generator_bn
+    )
     dist = init_distributed(cfg.device)
     return DDADTrainer(cfg, teacher, student, generator, test_set, info, ops, dist)

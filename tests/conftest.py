@@ -7,7 +7,10 @@ other jobs, 0.8 s with one). Tests of the kernels' threading ask for ``two_threa
 """
 
 import dataclasses
+import getpass
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +33,7 @@ TINY_DISTILL = DistillConfig(
     ngf=8,
     device="cpu",
     progress=False,
+    schedule="none",  # the constant rate the tests' thresholds were measured with
 )
 
 
@@ -49,6 +53,14 @@ def distill_argv(cfg: DistillConfig) -> list[str]:
 def pytest_configure(config):
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and the subprocesses tests start
+    # torch.compile's on-disk cache does not key its C++ on ATEN_CPU_CAPABILITY: after a run with
+    # AVX2 kernels, a run with =default is handed AVX2 code and fails to build it (seen). So each
+    # kernel set the suite is run under gets a cache of its own (set here, over the default that
+    # importing the package may already have written into the environment).
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability:
+        cache = Path(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability}")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,106 @@ def test_generator_output_is_batch_normalised(size, channels):
     assert (per_channel.var(dim=1, unbiased=False) - 1).abs().max() < 1e-2
 
 
+def _dfad_generator_a_keys(nz, ngf, nc, img_size):
+    """The state_dict keys and shapes of DFAD's GeneratorA (network/gan.py) built with these
+    arguments, written out from its layout: l1 = Sequential(Linear); conv_blocks0 = Sequential(BN);
+    conv_blocks1 = Sequential(conv, BN, LeakyReLU); conv_blocks2 = Sequential(conv, BN, LeakyReLU,
+    conv, Tanh, BN(affine=False))."""
+    init = img_size // 4
+
+    def bn(name, c, affine=True):
+        shapes = {f"{name}.weight": (c,), f"{name}.bias": (c,)} if affine else {}
+        shapes.update({f"{name}.running_mean": (c,), f"{name}.running_var": (c,)})
+        return {**shapes, f"{name}.num_batches_tracked": ()}
+
+    def conv(name, cin, cout):
+        return {f"{name}.weight": (cout, cin, 3, 3), f"{name}.bias": (cout,)}
+
+    return {
+        "l1.0.weight": (2 * ngf * init**2, nz),
+        "l1.0.bias": (2 * ngf * init**2,),
+        **bn("conv_blocks0.0", 2 * ngf),
+        **conv("conv_blocks1.0", 2 * ngf, 2 * ngf),
+        **bn("conv_blocks1.1", 2 * ngf),
+        **conv("conv_blocks2.0", 2 * ngf, ngf),
+        **bn("conv_blocks2.1", ngf),
+        **conv("conv_blocks2.3", ngf, nc),
+        **bn("conv_blocks2.5", nc, affine=False),
+    }
+
+
+@pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 32), (16, 8, 1, 8)])
+def test_generator_state_dict_keys_are_dfads(nz, ngf, nc, size):
+    state = Generator(nz=nz, ngf=ngf, channels=nc, image_size=size).state_dict()
+    expected = _dfad_generator_a_keys(nz, ngf, nc, size)
+    assert list(state) == list(expected)
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+
+
+class _GeneratorBeforeRename(nn.Module):
+    """The Generator as it was before it took DFAD's names (bn0, block1, block2, to_image)."""
+
+    def __init__(self, nz, ngf, channels, image_size):
+        super().__init__()
+        self.init_size = image_size // 4
+        self.l1 = nn.Linear(nz, 2 * ngf * self.init_size**2)
+        self.bn0 = nn.BatchNorm2d(2 * ngf)
+        self.block1 = nn.Sequential(
+            nn.Conv2d(2 * ngf, 2 * ngf, 3, padding=1), nn.BatchNorm2d(2 * ngf), nn.LeakyReLU(0.2)
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(2 * ngf, ngf, 3, padding=1), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2)
+        )
+        self.to_image = nn.Sequential(
+            nn.Conv2d(ngf, channels, 3, padding=1),
+            nn.Tanh(),
+            nn.BatchNorm2d(channels, affine=False),
+        )
+
+    def forward(self, z):
+        x = self.l1(z).view(len(z), -1, self.init_size, self.init_size)
+        x = self.block1(nn.functional.interpolate(self.bn0(x), scale_factor=2))
+        x = self.block2(nn.functional.interpolate(x, scale_factor=2))
+        return self.to_image(x)
+
+
+@pytest.mark.parametrize("loader", ["load_state_dict", "load_state_strict"])
+def test_generator_loads_a_state_dict_from_before_the_rename_and_gives_the_same_images(loader):
+    from ddad_fast.checkpoint import load_state_strict
+
+    torch.manual_seed(0)
+    old = _GeneratorBeforeRename(16, 8, 3, 8).train()
+    old(torch.randn(32, 16))  # running statistics away from their initial values
+    for p in old.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    old_state = old.state_dict()
+    new = Generator(nz=16, ngf=8, channels=3, image_size=8)
+    if loader == "load_state_dict":
+        new.load_state_dict(old_state)
+    else:
+        load_state_strict(new, old_state, "old.pt")
+    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
+    for mode in ("train", "eval"):
+        getattr(old, mode)(), getattr(new, mode)()
+        z = torch.randn(16, 16)
+        assert torch.equal(new(z), old(z))
+    assert torch.equal(new(z.view(16, 16, 1, 1)), old(z))  # DFAD's (N, nz, 1, 1) noise too
+    # Loaded into a wrapper (a prefix on every key) as well.
+    wrapper = nn.Sequential(Generator(nz=16, ngf=8, channels=3, image_size=8)).eval()
+    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
+    assert torch.equal(wrapper(z), old(z))
+
+
+def test_generator_initialisation_is_unchanged_by_the_rename():
+    torch.manual_seed(3)
+    old = _GeneratorBeforeRename(16, 8, 3, 8).state_dict()
+    torch.manual_seed(3)
+    new = Generator(nz=16, ngf=8, channels=3, image_size=8)
+    renamed = new.upgrade_state_dict(old)
+    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
+    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
+
+
 @torch.inference_mode()
 def test_generator_in_eval_mode_stays_within_tanh_range():
     g = Generator(nz=16, ngf=8, channels=3, image_size=8).eval()

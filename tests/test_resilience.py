@@ -341,7 +341,7 @@ RESUME_CASES = [
     ("truncated", "last.pt is truncated or corrupt"),
     ("code-pickle", "could run code"),
     ("a-teacher", "last.pt is not a ddad_fast distillation checkpoint"),
-    ("wrong-generator", "last.pt does not match the Generator architecture: shape: l1.weight"),
+    ("wrong-generator", "last.pt does not match the Generator architecture: shape: l1.0.weight"),
     ("missing-entry", "last.pt is missing its 'opt_generator' entry"),
 ]
 

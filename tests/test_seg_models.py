@@ -115,6 +115,40 @@ def test_seg_generator_makes_images_of_its_size(size):
     assert g(torch.randn(2, 8)).shape == (2, 3, size, size)
 
 
+def test_seg_generator_is_generator_b_by_default_ending_at_the_tanh():
+    torch.manual_seed(0)
+    g = SegGenerator(nz=8, ngf=4, channels=3, image_size=32).train()
+    assert isinstance(g.main[-1], nn.Tanh) and len(g.main) == 15
+    assert not any(k.startswith("main.15.") for k in g.state_dict())
+    assert g(torch.randn(4, 8)).abs().max() <= 1
+    assert g(torch.randn(4, 8, 1, 1)).shape == (4, 3, 32, 32)  # DFAD's noise shape too
+
+
+def test_seg_generator_starts_from_dcgan_initialisation():
+    torch.manual_seed(0)
+    g = SegGenerator(nz=64, ngf=32, channels=3, image_size=32)
+    convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    bns = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(convs) == 6 and len(bns) == 5
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert abs(weights.mean()) < 1e-3 and abs(weights.std() - 0.02) < 1e-3
+    assert all(m.bias is None or not m.bias.any() for m in convs)
+    gammas = torch.cat([m.weight for m in bns])
+    assert abs(gammas.mean() - 1) < 5e-3 and abs(gammas.std() - 0.02) < 5e-3
+    assert not torch.cat([m.bias for m in bns]).any()
+
+
+def test_seg_generator_out_bn_adds_an_affine_free_batchnorm_after_the_tanh():
+    torch.manual_seed(0)
+    g = SegGenerator(nz=8, ngf=4, channels=3, image_size=32, out_bn=True).train()
+    last = g.main[-1]
+    assert isinstance(g.main[-2], nn.Tanh) and isinstance(last, nn.BatchNorm2d)
+    assert not last.affine and "main.15.running_mean" in g.state_dict()
+    images = g(torch.randn(64, 8)).transpose(0, 1).reshape(3, -1)
+    assert images.mean(dim=1).abs().max() < 1e-4
+    assert (images.var(dim=1, unbiased=False) - 1).abs().max() < 1e-2
+
+
 def test_seg_generator_refuses_a_size_not_a_multiple_of_16():
     with pytest.raises(ValueError, match="multiple of 16"):
         SegGenerator(8, 4, 3, 40)

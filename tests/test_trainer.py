@@ -7,13 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from ddad_fast.checkpoint import load_checkpoint
+from ddad_fast.checkpoint import changed_settings, load_checkpoint
 from ddad_fast.data import load_dataset
 from ddad_fast.errors import CheckpointError, ConfigError
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import load_model
 from ddad_fast.models import Generator, build_model
-from ddad_fast.trainer import DDADTrainer, DistillConfig, build_trainer
+from ddad_fast.trainer import (
+    RESUMABLE_CHANGES,
+    DDADTrainer,
+    DistillConfig,
+    build_trainer,
+    settings_before,
+)
 
 
 def test_short_run_lowers_the_discrepancy(tiny_distill):
@@ -89,6 +95,44 @@ def test_checkpoint_from_before_a_new_setting_resumes_at_its_default(tiny_distil
         build_trainer(changed).fit()
 
 
+def test_checkpoint_with_the_generators_old_key_names_resumes(tiny_distill):
+    build_trainer(tiny_distill).fit(stop_after=1)
+    path = f"{tiny_distill.out_dir}/last.pt"
+    ckpt = load_checkpoint(path)
+    old_names = {"l1.0.": "l1.", "conv_blocks0.0.": "bn0.", "conv_blocks1.": "block1."}
+    old_names |= {"conv_blocks2.3.": "to_image.0.", "conv_blocks2.5.": "to_image.2."}
+    old_names |= {"conv_blocks2.": "block2."}  # after the longer conv_blocks2 prefixes
+
+    def rename(key):
+        new = next((n for n in old_names if key.startswith(n)), None)
+        return key if new is None else old_names[new] + key[len(new) :]
+
+    ckpt["generator"] = {rename(k): v for k, v in ckpt["generator"].items()}
+    assert "bn0.weight" in ckpt["generator"] and "to_image.2.running_var" in ckpt["generator"]
+    torch.save(ckpt, path)
+    assert build_trainer(dataclasses.replace(tiny_distill, resume=True)).fit().epochs == 3
+
+
+def test_seg_checkpoint_from_before_seg_generator_bn_had_the_bn():
+    def differ(saved, **now):
+        now = dataclasses.asdict(DistillConfig(**now))
+        return changed_settings(saved, now, RESUMABLE_CHANGES, settings_before({"config": saved}))
+
+    seg = dataclasses.asdict(DistillConfig(task="seg"))
+    del seg["seg_generator_bn"]  # as written before the setting existed, with the BN
+    assert differ(seg, task="seg") == {"seg_generator_bn": (True, False)}
+    assert differ(seg, task="seg", seg_generator_bn=True) == {}
+    cls = dataclasses.asdict(DistillConfig())
+    del cls["seg_generator_bn"], cls["step_every"]  # step_every too: at its default, 0
+    assert differ(cls) == {}
+    assert differ(cls, step_every=100) == {"step_every": (0, 100)}
+
+
+def test_seg_generator_bn_is_refused_for_classification():
+    with pytest.raises(ConfigError, match="seg_generator_bn applies to --task seg only"):
+        DistillConfig(seg_generator_bn=True).validate()
+
+
 def test_adam_student_and_centered_logits_distill(tiny_distill):
     cfg = dataclasses.replace(
         tiny_distill, student_optimizer="adam", lr_student=3e-3, center_logits=True, epochs=4
@@ -153,6 +197,8 @@ def test_missing_teacher_checkpoint_is_refused(tiny_distill):
         ("epochs", 0, "epochs must be at least 1"),
         ("lambda_bn", -1.0, "lambda_bn must be non-negative"),
         ("schedule", "linear", "unknown schedule 'linear'"),
+        ("step_every", -1, "step_every must be non-negative"),
+        ("step_every", 100, "step_every applies to the step schedule only, not 'none'"),
         ("backend", "magic", "unknown backend 'magic'"),
         ("student_optimizer", "rmsprop", "student_optimizer must be sgd or adam, got 'rmsprop'"),
     ],

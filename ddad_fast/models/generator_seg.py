@@ -15,17 +15,40 @@ def _up(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
-class SegGenerator(nn.Module):
-    """linear -> BN -> up(8g->4g) -> up(4g->2g) -> up(2g->g) -> up(g->g) -> conv3x3 -> tanh ->
-    affine-free BN.
+def dcgan_init_(module: nn.Module) -> None:
+    """DCGAN's initialisation, as GeneratorB applies it: conv, transposed-conv and linear weights
+    N(0, 0.02), their biases 0; BatchNorm weights N(1, 0.02), biases 0 (affine-free BNs untouched).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
-    forward: z (N, nz) -> images (N, channels, image_size, image_size). DFAD's GeneratorB ends at
-    the tanh; the affine-free BatchNorm after it (as in ``Generator``) makes each channel of a
-    training batch zero-mean, unit-variance, like normalised data, so one generator fits any
-    dataset's normalisation.
+
+class SegGenerator(nn.Module):
+    """linear -> BN -> up(8g->4g) -> up(4g->2g) -> up(2g->g) -> up(g->g) -> conv3x3 -> tanh
+    [-> affine-free BN when ``out_bn``].
+
+    forward: z (N, nz) or (N, nz, 1, 1) -> images (N, channels, image_size, image_size). By default
+    it is DFAD's GeneratorB: it ends at the tanh (images in [-1, 1], DFAD's CamVid/NYUv2 inputs
+    normalised by mean 0.5, std 0.5) and starts from DCGAN's initialisation (``dcgan_init_``).
+    ``out_bn=True`` adds an affine-free BatchNorm after the tanh (as GeneratorA has, ``Generator``),
+    which makes each channel of a training batch zero-mean, unit-variance, like normalised data,
+    whatever the dataset's normalisation; it adds the keys ``main.15.*``.
     """
 
-    def __init__(self, nz: int = 256, ngf: int = 64, channels: int = 3, image_size: int = 128):
+    def __init__(
+        self,
+        nz: int = 256,
+        ngf: int = 64,
+        channels: int = 3,
+        image_size: int = 128,
+        out_bn: bool = False,
+    ):
         super().__init__()
         if image_size < 16 or image_size % 16:
             raise ValueError(
@@ -34,7 +57,7 @@ class SegGenerator(nn.Module):
         self.nz, self.channels, self.image_size = nz, channels, image_size
         self.init_size = image_size // 16
         self.project = nn.Linear(nz, 8 * ngf * self.init_size**2)
-        self.main = nn.Sequential(
+        layers = [
             nn.BatchNorm2d(8 * ngf),
             *_up(8 * ngf, 4 * ngf),
             *_up(4 * ngf, 2 * ngf),
@@ -42,10 +65,13 @@ class SegGenerator(nn.Module):
             *_up(ngf, ngf),
             nn.Conv2d(ngf, channels, 3, padding=1),
             nn.Tanh(),
-            nn.BatchNorm2d(channels, affine=False),
-        )
+        ]
+        if out_bn:
+            layers.append(nn.BatchNorm2d(channels, affine=False))
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        """Noise z (N, nz) -> images (N, channels, image_size, image_size)."""
-        x = self.project(z).view(len(z), -1, self.init_size, self.init_size)
+        """Noise z (N, nz) or (N, nz, 1, 1) -> images (N, channels, image_size, image_size)."""
+        x = self.project(z.flatten(1)).view(len(z), -1, self.init_size, self.init_size)
         return self.main(x)
