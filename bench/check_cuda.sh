@@ -38,17 +38,19 @@ ln -s ../kernels "$src/ddad_fast/kernels"  # where the installed package has the
 export PYTHONPATH=$src
 
 step "venv with torch==$torch_version (CUDA build) under $venv"
-have=$("$venv/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
-if [ "${have%%+*}" != "$torch_version" ]; then
+have=$(cat "$venv/ready" 2>/dev/null || true)  # written once the venv is complete
+if [ "$have" != "$torch_version" ]; then
   echo "making it afresh (found: ${have:-none})"
   rm -rf "$venv" "$triton_old_dir"
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q "torch==$torch_version" "setuptools>=64" wheel ninja
+  mkdir -p "$src/build"
   (cd "$src" && "$venv/bin/python" setup.py -q egg_info --egg-base build >/dev/null)
   sed '/^\[/,$d' "$src/build/ddad_fast.egg-info/requires.txt" >"$cache/requires.txt"
   "$venv/bin/pip" install -q -r "$cache/requires.txt"  # the package's own requirements
+  echo "$torch_version" >"$venv/ready"
 else
-  echo "reusing it ($have)"
+  echo "reusing it (torch $have)"
 fi
 "$venv/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is None)" ||
   { echo "check-cuda: torch $torch_version here is not a CUDA build" >&2; exit 2; }
