@@ -73,7 +73,8 @@ def load_pairs(
     return images_t.contiguous(), torch.from_numpy(np.stack(maps))
 
 
-# ImageNet's per-channel statistics, as DFAD normalises CamVid and NYUv2.
+# ImageNet's per-channel statistics. DFAD's own loaders normalise CamVid and NYUv2 with mean 0.5,
+# std 0.5 instead, so a DFAD segmentation teacher expects other inputs than these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
