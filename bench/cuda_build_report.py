@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+from check_report import finish_report
 from kernel_resources import cubin_resources, fails_on_local_memory, markdown_table
 
 L1_OPS = ("ddad::l1_discrepancy", "ddad::l1_discrepancy_backward")
@@ -44,13 +45,7 @@ def main() -> int:
         "",
         *markdown_table(kernels),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    for problem in problems:
-        print(f"check-cuda: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return finish_report(lines, args.out, problems)
 
 
 if __name__ == "__main__":

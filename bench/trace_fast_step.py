@@ -26,6 +26,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from check_report import finish_report
 from torch._subclasses.fake_tensor import FakeTensorMode
 from triton_aot_report import as_h200
 
@@ -133,13 +134,7 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    for problem in problems:
-        print(f"check-cuda: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return finish_report(lines, args.out, problems)
 
 
 if __name__ == "__main__":

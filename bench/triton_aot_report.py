@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import triton
+from check_report import finish_report
 from ddad_fast.kernels import bn_stats as kernels
 from kernel_resources import cubin_resources, fails_on_local_memory, markdown_table
 from torch import nn
@@ -153,13 +154,7 @@ def main() -> int:
         "",
         *markdown_table(rows, extra),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    for problem in problems:
-        print(f"check-cuda: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return finish_report(lines, args.out, problems)
 
 
 if __name__ == "__main__":
