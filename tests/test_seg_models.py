@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from ddad_fast.amp import output_layer
 from ddad_fast.errors import ConfigError
 from ddad_fast.models import (
     SegGenerator,
@@ -13,6 +14,7 @@ from ddad_fast.models import (
     model_task,
     seg_model_names,
 )
+from ddad_fast.models.generator_seg import dcgan_init_
 from ddad_fast.models.mobilenetv2 import MobileNetV2Backbone
 from ddad_fast.models.resnet_dilated import DilatedResNet
 
@@ -74,6 +76,122 @@ def test_full_width_models_give_logit_maps_of_the_input_size():
         model = build_model(name, 13, 3, 32).eval()
         with torch.no_grad():
             assert model(torch.randn(1, 3, 32, 32)).shape == (1, 13, 32, 32)
+
+
+def _torchvision_head_keys(cin: int, classes: int, channels: int = 256, rates: int = 3) -> dict:
+    """The state_dict keys and shapes of torchvision's DeepLabHead (models/segmentation/
+    deeplabv3.py) under ``classifier.``, written out from its layout: Sequential(ASPP, conv3x3, BN,
+    ReLU, conv1x1); ASPP.convs = [Sequential(conv1x1, BN, ReLU), ASPPConv(conv3x3, BN, ReLU) per
+    rate, ASPPPooling(AdaptiveAvgPool2d, conv1x1, BN, ReLU)]; ASPP.project = Sequential(conv1x1,
+    BN, ReLU, Dropout). Every conv but the last has no bias."""
+
+    def bn(name):
+        shapes = {
+            f"{name}.{p}": (channels,) for p in ("weight", "bias", "running_mean", "running_var")
+        }
+        return {**shapes, f"{name}.num_batches_tracked": ()}
+
+    keys = {"classifier.0.convs.0.0.weight": (channels, cin, 1, 1), **bn("classifier.0.convs.0.1")}
+    for i in range(1, rates + 1):
+        keys[f"classifier.0.convs.{i}.0.weight"] = (channels, cin, 3, 3)
+        keys.update(bn(f"classifier.0.convs.{i}.1"))
+    pool = f"classifier.0.convs.{rates + 1}"
+    keys.update({f"{pool}.1.weight": (channels, cin, 1, 1), **bn(f"{pool}.2")})
+    keys["classifier.0.project.0.weight"] = (channels, (rates + 2) * channels, 1, 1)
+    keys.update(bn("classifier.0.project.1"))
+    keys["classifier.1.weight"] = (channels, channels, 3, 3)
+    keys.update(bn("classifier.2"))
+    return {
+        **keys,
+        "classifier.4.weight": (classes, channels, 1, 1),
+        "classifier.4.bias": (classes,),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "channels", "rates"),
+    [("deeplabv3_resnet50", 21, 256, 3), ("deeplabv3_mobilenetv2_tiny", 5, 32, 3)],
+)
+def test_deeplab_head_state_dict_keys_are_torchvisions(name, classes, channels, rates):
+    with torch.device("meta"):
+        model = build_model(name, classes, 3, 32)
+    state = {
+        k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("classifier.")
+    }
+    expected = _torchvision_head_keys(model.backbone.out_channels, classes, channels, rates)
+    assert list(state) == list(expected)
+    assert state == expected
+    assert output_layer(model, dense=True) is model.classifier[4]
+
+
+class _OldPooling(nn.Module):
+    """The ASPP pooling branch as it was before the rename: conv-BN-ReLU in ``conv``."""
+
+    def __init__(self, new):
+        super().__init__()
+        self.conv = nn.Sequential(*list(new)[1:])
+
+    def forward(self, x):
+        pooled = self.conv(nn.functional.adaptive_avg_pool2d(x, 1))
+        return nn.functional.interpolate(
+            pooled, size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
+
+
+def _deeplab_before_rename(classes=5):
+    """deeplabv3_mobilenetv2_tiny with the head's layers in their old places (3x3 conv-BN-ReLU in
+    a Sequential at ``classifier.1``, the classifier at ``classifier.2``, the pooling branch's
+    conv-BN-ReLU under ``conv``), from the same draws as a new one."""
+    model = build_model("deeplabv3_mobilenetv2_tiny", classes, 3, 32)
+    head = model.classifier
+    head[0].convs[-1] = _OldPooling(head[0].convs[-1])
+    model.classifier = nn.Sequential(head[0], nn.Sequential(*list(head)[1:4]), head[4])
+    return model
+
+
+@pytest.mark.parametrize("loader", ["load_state_dict", "load_state_strict"])
+def test_deeplab_loads_a_state_dict_from_before_the_rename_and_gives_the_same_logits(loader):
+    from ddad_fast.checkpoint import load_state_strict
+
+    torch.manual_seed(0)
+    old = _deeplab_before_rename().train()
+    old(torch.randn(8, 3, 32, 32))  # running statistics away from their initial values
+    for p in old.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    old_state = old.state_dict()
+    assert (
+        "classifier.1.0.weight" in old_state and "classifier.0.convs.4.conv.0.weight" in old_state
+    )
+    new = build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)
+    if loader == "load_state_dict":
+        new.load_state_dict(old_state)
+    else:
+        load_state_strict(new, old_state, "old.pt")
+    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
+    x = torch.randn(2, 3, 32, 32)
+    for mode in ("train", "eval"):
+        getattr(old, mode)(), getattr(new, mode)()
+        outs = []
+        for model in (old, new):
+            torch.manual_seed(1)  # the same dropout masks
+            outs.append(model(x))
+        assert torch.equal(*outs)
+    # Loaded into a wrapper (a prefix on every key) as well.
+    wrapper = nn.Sequential(build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)).eval()
+    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
+    assert torch.equal(wrapper(x), old(x))
+
+
+def test_deeplab_initialisation_is_unchanged_by_the_rename():
+    torch.manual_seed(3)
+    old = _deeplab_before_rename().state_dict()
+    torch.manual_seed(3)
+    new = build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)
+    renamed = new.upgrade_state_dict(old)
+    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
+    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
+    # torchvision's names, ours now, come back as they are (old and new names overlap).
+    assert list(new.upgrade_state_dict(new.state_dict())) == list(new.state_dict())
 
 
 @pytest.mark.parametrize("stride", [4, 8, 16])
@@ -152,6 +270,107 @@ def test_seg_generator_out_bn_adds_an_affine_free_batchnorm_after_the_tanh():
 def test_seg_generator_refuses_a_size_not_a_multiple_of_16():
     with pytest.raises(ValueError, match="multiple of 16"):
         SegGenerator(8, 4, 3, 40)
+
+
+def _dfad_generator_b_keys(nz, ngf, nc, img_size):
+    """The state_dict keys and shapes of DFAD's GeneratorB (network/gan.py) for the same
+    arguments, written out from its layout: project = Sequential(Flatten, Linear); main =
+    Sequential(BN, [ConvTranspose(bias=False), BN, LeakyReLU] x4, Conv3x3, Tanh)."""
+    init = img_size // 16
+
+    def bn(name, c):
+        shapes = {f"{name}.{p}": (c,) for p in ("weight", "bias", "running_mean", "running_var")}
+        return {**shapes, f"{name}.num_batches_tracked": ()}
+
+    def up(i, cin, cout):
+        return {f"main.{i}.weight": (cin, cout, 4, 4), **bn(f"main.{i + 1}", cout)}
+
+    return {
+        "project.1.weight": (8 * ngf * init**2, nz),
+        "project.1.bias": (8 * ngf * init**2,),
+        **bn("main.0", 8 * ngf),
+        **up(1, 8 * ngf, 4 * ngf),
+        **up(4, 4 * ngf, 2 * ngf),
+        **up(7, 2 * ngf, ngf),
+        **up(10, ngf, ngf),
+        "main.13.weight": (nc, ngf, 3, 3),
+        "main.13.bias": (nc,),
+    }
+
+
+@pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 128), (8, 4, 1, 32)])
+def test_seg_generator_state_dict_keys_are_generator_bs(nz, ngf, nc, size):
+    state = SegGenerator(nz=nz, ngf=ngf, channels=nc, image_size=size).state_dict()
+    expected = _dfad_generator_b_keys(nz, ngf, nc, size)
+    assert list(state) == list(expected)
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+
+
+class _SegGeneratorBeforeRename(nn.Module):
+    """SegGenerator as it was before ``project`` took GeneratorB's name (a bare Linear, keys
+    ``project.weight``, ``project.bias``), GeneratorB's layers and initialisation otherwise."""
+
+    def __init__(self, nz, ngf, channels, image_size, out_bn=False):
+        super().__init__()
+        self.init_size = image_size // 16
+        self.project = nn.Linear(nz, 8 * ngf * self.init_size**2)
+        layers = [nn.BatchNorm2d(8 * ngf)]
+        for cin, cout in [(8 * ngf, 4 * ngf), (4 * ngf, 2 * ngf), (2 * ngf, ngf), (ngf, ngf)]:
+            layers += [
+                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.2),
+            ]
+        layers += [nn.Conv2d(ngf, channels, 3, padding=1), nn.Tanh()]
+        if out_bn:
+            layers.append(nn.BatchNorm2d(channels, affine=False))
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, z):
+        x = self.project(z.flatten(1)).view(len(z), -1, self.init_size, self.init_size)
+        return self.main(x)
+
+
+@pytest.mark.parametrize("loader", ["load_state_dict", "load_state_strict"])
+@pytest.mark.parametrize("out_bn", [False, True])
+def test_seg_generator_loads_a_state_dict_from_before_the_rename_and_gives_the_same_images(
+    loader, out_bn
+):
+    from ddad_fast.checkpoint import load_state_strict
+
+    torch.manual_seed(0)
+    old = _SegGeneratorBeforeRename(8, 4, 3, 32, out_bn).train()
+    old(torch.randn(16, 8))  # running statistics away from their initial values
+    for p in old.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    old_state = old.state_dict()
+    new = SegGenerator(nz=8, ngf=4, channels=3, image_size=32, out_bn=out_bn)
+    if loader == "load_state_dict":
+        new.load_state_dict(old_state)
+    else:
+        load_state_strict(new, old_state, "old.pt")
+    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
+    for mode in ("train", "eval"):
+        getattr(old, mode)(), getattr(new, mode)()
+        z = torch.randn(4, 8)
+        assert torch.equal(new(z), old(z))
+    assert torch.equal(new(z.view(4, 8, 1, 1)), old(z))  # DFAD's (N, nz, 1, 1) noise too
+    # Loaded into a wrapper (a prefix on every key) as well.
+    wrapper = nn.Sequential(SegGenerator(nz=8, ngf=4, channels=3, image_size=32, out_bn=out_bn))
+    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
+    assert torch.equal(wrapper.eval()(z), old(z))
+
+
+def test_seg_generator_initialisation_is_unchanged_by_the_rename():
+    torch.manual_seed(3)
+    old = _SegGeneratorBeforeRename(8, 4, 3, 32).state_dict()
+    torch.manual_seed(3)
+    new = SegGenerator(nz=8, ngf=4, channels=3, image_size=32)
+    renamed = new.upgrade_state_dict(old)
+    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
+    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
+    assert list(new.upgrade_state_dict(new.state_dict())) == list(new.state_dict())
 
 
 def test_registry_keeps_segmentation_models_apart_from_classifiers():
