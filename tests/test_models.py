@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from old_names import assert_old_names_load, assert_same_initialisation
 from torch import nn
 
 from ddad_fast.models import Generator, build_model, model_names
@@ -210,39 +211,17 @@ class _GeneratorBeforeRename(nn.Module):
 
 @pytest.mark.parametrize("loader", ["load_state_dict", "load_state_strict"])
 def test_generator_loads_a_state_dict_from_before_the_rename_and_gives_the_same_images(loader):
-    from ddad_fast.checkpoint import load_state_strict
-
     torch.manual_seed(0)
-    old = _GeneratorBeforeRename(16, 8, 3, 8).train()
-    old(torch.randn(32, 16))  # running statistics away from their initial values
-    for p in old.parameters():
-        p.data.add_(0.1 * torch.randn_like(p))
-    old_state = old.state_dict()
-    new = Generator(nz=16, ngf=8, channels=3, image_size=8)
-    if loader == "load_state_dict":
-        new.load_state_dict(old_state)
-    else:
-        load_state_strict(new, old_state, "old.pt")
-    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
-    for mode in ("train", "eval"):
-        getattr(old, mode)(), getattr(new, mode)()
-        z = torch.randn(16, 16)
-        assert torch.equal(new(z), old(z))
+    old = _GeneratorBeforeRename(16, 8, 3, 8)
+    z = torch.randn(16, 16)
+    new = assert_old_names_load(old, lambda: Generator(16, 8, 3, 8), loader, z)
     assert torch.equal(new(z.view(16, 16, 1, 1)), old(z))  # DFAD's (N, nz, 1, 1) noise too
-    # Loaded into a wrapper (a prefix on every key) as well.
-    wrapper = nn.Sequential(Generator(nz=16, ngf=8, channels=3, image_size=8)).eval()
-    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
-    assert torch.equal(wrapper(z), old(z))
 
 
 def test_generator_initialisation_is_unchanged_by_the_rename():
-    torch.manual_seed(3)
-    old = _GeneratorBeforeRename(16, 8, 3, 8).state_dict()
-    torch.manual_seed(3)
-    new = Generator(nz=16, ngf=8, channels=3, image_size=8)
-    renamed = new.upgrade_state_dict(old)
-    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
-    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
+    assert_same_initialisation(
+        lambda: _GeneratorBeforeRename(16, 8, 3, 8), lambda: Generator(16, 8, 3, 8)
+    )
 
 
 @torch.inference_mode()

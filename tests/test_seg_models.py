@@ -3,6 +3,7 @@ torchvision's published figures, the segmentation generator, the registry."""
 
 import pytest
 import torch
+from old_names import assert_old_names_load, assert_same_initialisation
 from torch import nn
 
 from ddad_fast.amp import output_layer
@@ -151,47 +152,20 @@ def _deeplab_before_rename(classes=5):
 
 @pytest.mark.parametrize("loader", ["load_state_dict", "load_state_strict"])
 def test_deeplab_loads_a_state_dict_from_before_the_rename_and_gives_the_same_logits(loader):
-    from ddad_fast.checkpoint import load_state_strict
-
     torch.manual_seed(0)
-    old = _deeplab_before_rename().train()
-    old(torch.randn(8, 3, 32, 32))  # running statistics away from their initial values
-    for p in old.parameters():
-        p.data.add_(0.1 * torch.randn_like(p))
-    old_state = old.state_dict()
-    assert (
-        "classifier.1.0.weight" in old_state and "classifier.0.convs.4.conv.0.weight" in old_state
-    )
-    new = build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)
-    if loader == "load_state_dict":
-        new.load_state_dict(old_state)
-    else:
-        load_state_strict(new, old_state, "old.pt")
-    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
+    old = _deeplab_before_rename()
+    assert {"classifier.1.0.weight", "classifier.0.convs.4.conv.0.weight"} <= set(old.state_dict())
     x = torch.randn(2, 3, 32, 32)
-    for mode in ("train", "eval"):
-        getattr(old, mode)(), getattr(new, mode)()
-        outs = []
-        for model in (old, new):
-            torch.manual_seed(1)  # the same dropout masks
-            outs.append(model(x))
-        assert torch.equal(*outs)
-    # Loaded into a wrapper (a prefix on every key) as well.
-    wrapper = nn.Sequential(build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)).eval()
-    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
-    assert torch.equal(wrapper(x), old(x))
+    assert_old_names_load(
+        old, lambda: build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32), loader, x
+    )
 
 
 def test_deeplab_initialisation_is_unchanged_by_the_rename():
-    torch.manual_seed(3)
-    old = _deeplab_before_rename().state_dict()
-    torch.manual_seed(3)
-    new = build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32)
-    renamed = new.upgrade_state_dict(old)
-    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
-    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
-    # torchvision's names, ours now, come back as they are (old and new names overlap).
-    assert list(new.upgrade_state_dict(new.state_dict())) == list(new.state_dict())
+    assert_same_initialisation(
+        lambda: _deeplab_before_rename(),
+        lambda: build_model("deeplabv3_mobilenetv2_tiny", 5, 3, 32),
+    )
 
 
 @pytest.mark.parametrize("stride", [4, 8, 16])
@@ -337,40 +311,17 @@ class _SegGeneratorBeforeRename(nn.Module):
 def test_seg_generator_loads_a_state_dict_from_before_the_rename_and_gives_the_same_images(
     loader, out_bn
 ):
-    from ddad_fast.checkpoint import load_state_strict
-
     torch.manual_seed(0)
-    old = _SegGeneratorBeforeRename(8, 4, 3, 32, out_bn).train()
-    old(torch.randn(16, 8))  # running statistics away from their initial values
-    for p in old.parameters():
-        p.data.add_(0.1 * torch.randn_like(p))
-    old_state = old.state_dict()
-    new = SegGenerator(nz=8, ngf=4, channels=3, image_size=32, out_bn=out_bn)
-    if loader == "load_state_dict":
-        new.load_state_dict(old_state)
-    else:
-        load_state_strict(new, old_state, "old.pt")
-    assert set(old_state) == set(old.state_dict())  # the caller's dict is left as it was
-    for mode in ("train", "eval"):
-        getattr(old, mode)(), getattr(new, mode)()
-        z = torch.randn(4, 8)
-        assert torch.equal(new(z), old(z))
+    old = _SegGeneratorBeforeRename(8, 4, 3, 32, out_bn)
+    z = torch.randn(4, 8)
+    new = assert_old_names_load(old, lambda: SegGenerator(8, 4, 3, 32, out_bn=out_bn), loader, z)
     assert torch.equal(new(z.view(4, 8, 1, 1)), old(z))  # DFAD's (N, nz, 1, 1) noise too
-    # Loaded into a wrapper (a prefix on every key) as well.
-    wrapper = nn.Sequential(SegGenerator(nz=8, ngf=4, channels=3, image_size=32, out_bn=out_bn))
-    wrapper.load_state_dict({f"0.{k}": v for k, v in old_state.items()})
-    assert torch.equal(wrapper.eval()(z), old(z))
 
 
 def test_seg_generator_initialisation_is_unchanged_by_the_rename():
-    torch.manual_seed(3)
-    old = _SegGeneratorBeforeRename(8, 4, 3, 32).state_dict()
-    torch.manual_seed(3)
-    new = SegGenerator(nz=8, ngf=4, channels=3, image_size=32)
-    renamed = new.upgrade_state_dict(old)
-    assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
-    assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
-    assert list(new.upgrade_state_dict(new.state_dict())) == list(new.state_dict())
+    assert_same_initialisation(
+        lambda: _SegGeneratorBeforeRename(8, 4, 3, 32), lambda: SegGenerator(8, 4, 3, 32)
+    )
 
 
 def test_registry_keeps_segmentation_models_apart_from_classifiers():
