@@ -49,3 +49,10 @@ def assert_same_initialisation(make_old, make_new) -> None:
     assert list(renamed) != list(old) and set(renamed) == set(new.state_dict())
     assert all(torch.equal(new.state_dict()[k], v) for k, v in renamed.items())
     assert list(new.upgrade_state_dict(new.state_dict())) == list(new.state_dict())
+
+
+def assert_state_dict_layout(model: nn.Module, expected: dict[str, tuple[int, ...]]) -> None:
+    """``model``'s state_dict has exactly ``expected``'s keys, in its order, with its shapes."""
+    state = model.state_dict()
+    assert list(state) == list(expected)
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected

@@ -2,7 +2,11 @@
 
 import pytest
 import torch
-from old_names import assert_old_names_load, assert_same_initialisation
+from old_names import (
+    assert_old_names_load,
+    assert_same_initialisation,
+    assert_state_dict_layout,
+)
 from torch import nn
 
 from ddad_fast.models import Generator, build_model, model_names
@@ -176,10 +180,8 @@ def _dfad_generator_a_keys(nz, ngf, nc, img_size):
 
 @pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 32), (16, 8, 1, 8)])
 def test_generator_state_dict_keys_are_dfads(nz, ngf, nc, size):
-    state = Generator(nz=nz, ngf=ngf, channels=nc, image_size=size).state_dict()
-    expected = _dfad_generator_a_keys(nz, ngf, nc, size)
-    assert list(state) == list(expected)
-    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+    generator = Generator(nz=nz, ngf=ngf, channels=nc, image_size=size)
+    assert_state_dict_layout(generator, _dfad_generator_a_keys(nz, ngf, nc, size))
 
 
 class _GeneratorBeforeRename(nn.Module):

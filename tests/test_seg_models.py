@@ -3,7 +3,11 @@ torchvision's published figures, the segmentation generator, the registry."""
 
 import pytest
 import torch
-from old_names import assert_old_names_load, assert_same_initialisation
+from old_names import (
+    assert_old_names_load,
+    assert_same_initialisation,
+    assert_state_dict_layout,
+)
 from torch import nn
 
 from ddad_fast.amp import output_layer
@@ -274,10 +278,8 @@ def _dfad_generator_b_keys(nz, ngf, nc, img_size):
 
 @pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 128), (8, 4, 1, 32)])
 def test_seg_generator_state_dict_keys_are_generator_bs(nz, ngf, nc, size):
-    state = SegGenerator(nz=nz, ngf=ngf, channels=nc, image_size=size).state_dict()
-    expected = _dfad_generator_b_keys(nz, ngf, nc, size)
-    assert list(state) == list(expected)
-    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+    generator = SegGenerator(nz=nz, ngf=ngf, channels=nc, image_size=size)
+    assert_state_dict_layout(generator, _dfad_generator_b_keys(nz, ngf, nc, size))
 
 
 class _SegGeneratorBeforeRename(nn.Module):
