@@ -22,7 +22,8 @@
 #   7b  a one-rank NCCL process group: the collectives and DDP the trainer uses
 # They run in the order 1, 2, 4, 6, 5, 7a, 7b, 3a, 3b, so that a spent budget costs the op
 # benchmarks first. Each step's limit is cut to what is left of GPU_CHECK_BUDGET_S (450 s; 400 s
-# in a dry run); a step with no time left is recorded as SKIPPED.
+# in a dry run); a step with no time left is recorded as SKIPPED. GPU_CHECK_STEPS (say "1 2 5")
+# runs only the steps it names (step 1, the build, always runs); the others are not run.
 #
 # Everything goes under $OUT (default: a fresh temporary folder, printed): gpu_check.md (the
 # table), gpu_check.log (every step's command and output), logs/<step>.log, steps.csv,
@@ -92,7 +93,10 @@ run_step() {
     local left=$((BUDGET - (SECONDS - START) - 20))
     ((left < limit)) && limit=$left
     local status rc=- seconds=0 t0
-    if ((limit < 10)); then
+    if [[ $id != 1 && -n ${GPU_CHECK_STEPS:-} && " $GPU_CHECK_STEPS " != *" $id "* ]]; then
+        say "step $id ($name): not run (GPU_CHECK_STEPS=$GPU_CHECK_STEPS)"
+        return
+    elif ((limit < 10)); then
         status=SKIPPED
         say "step $id ($name): SKIPPED, the ${BUDGET}s budget is spent"
     else

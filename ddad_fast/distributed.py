@@ -86,11 +86,12 @@ def init_distributed(device: str) -> DistContext:
 def rank_device(name: str, ctx: DistContext) -> torch.device:
     """This rank's device for the config's ``device``.
 
-    ``auto`` is CUDA where present, else the CPU; ``auto`` and ``cuda`` in a torchrun job mean
-    ``cuda:LOCAL_RANK``; anything else is passed to torch.device.
+    ``auto`` is CUDA where present, else the CPU; ``auto`` and ``cuda`` mean ``cuda:LOCAL_RANK``
+    (``cuda:0`` in a single process: ``torch.cuda.set_device`` and NCCL want an index); anything
+    else is passed to torch.device.
     """
     if name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", ctx.local_rank) if ctx.distributed else torch.device("cuda")
+        return torch.device("cuda", ctx.local_rank)
     if name == "auto":
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

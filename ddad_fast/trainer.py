@@ -205,7 +205,11 @@ class DDADTrainer:
                 f"--backend {self.ops.name} compiles the loss functions with fullgraph=True, which "
                 "cannot trace DistributedDataParallel's forward; under torchrun use --backend eager"
             )
-        fmt = torch.channels_last if self.ops.channels_last else torch.preserve_format
+        # One input channel: strides fit NCHW and NHWC alike, and on CUDA torch.compile's layout
+        # for the first convolution's output then differs from cuDNN's (its stride assertion
+        # fails); such models stay in NCHW.
+        nhwc = self.ops.channels_last and info.in_channels > 1
+        fmt = torch.channels_last if nhwc else torch.preserve_format
         self.teacher = teacher.to(self.device, memory_format=fmt).eval().requires_grad_(False)
         self.student = student.to(self.device, memory_format=fmt).train()
         self.generator = generator.to(self.device, memory_format=fmt).train()
