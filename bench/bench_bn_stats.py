@@ -12,7 +12,10 @@ bytes a fused pass must move (forward: read x; backward: read x and write dx), s
 implementations compare on one scale; the peak is the device's DRAM bandwidth (CUDA) or a
 measured ``x.sum()`` read rate (CPU). On CPU, fresh pages for dx dominate the backward unless
 torch's allocator uses huge pages: ``THP_MEM_ALLOC_ENABLE=1 python bench/...`` (recorded as
-cpu_alloc).
+cpu_alloc). On CUDA every pass is a replayed CUDA graph, as in the fast backend (launching 36
+layers' kernels one by one from Python takes longer than the kernels); the backward alone needs a
+fresh autograd graph, recorded outside the capture, per run, so it is timed only with
+``--no-cuda-graph``.
 Rows go to bench/results.csv (or ``--csv``); the table is printed last, then one summary line.
 """
 
@@ -119,6 +122,9 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per cell (CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(eager)")
+    parser.add_argument(
+        "--no-cuda-graph", action="store_true", help="CUDA: time launches from Python, no graph"
+    )
     parser.add_argument("--csv", type=Path, default=RESULTS_CSV, help="rows are appended here")
     args = parser.parse_args()
     if not fused_available(args.device):
@@ -127,6 +133,8 @@ def main() -> None:
     shapes = bn_input_shapes(args.model, args.batch, args.size)
     layers = make_layers(shapes, args.device, DTYPES[args.dtype], args.channels_last)
     xs = [x for x, _, _ in layers]
+    graphs = args.device.startswith("cuda") and not args.no_cuda_graph
+    launch = "cuda graph" if graphs else "python"
     x_bytes = sum(x.numel() * x.element_size() for x in xs)
     impls = {"eager": losses.bn_stats_loss, "fused": bn_stats_loss}
     if not args.no_compile:
@@ -162,9 +170,11 @@ def main() -> None:
         }
         for pass_name, (run, nbytes) in passes.items():
             if run is None:
+                if graphs:
+                    continue
                 ms, iqr = time_backward_ms(lambda fn=fn: total(fn), xs, args.device, args.repeats)
             else:
-                ms, iqr = time_ms(run, args.device, repeats=args.repeats)
+                ms, iqr = time_ms(run, args.device, repeats=args.repeats, cuda_graph=graphs)
             rows.append(
                 {
                     "bench": "bn_stats",
@@ -175,6 +185,7 @@ def main() -> None:
                     "dtype": args.dtype,
                     "memory_format": "channels_last" if args.channels_last else "nchw",
                     "cpu_alloc": cpu_alloc,
+                    "launch": launch,
                     "pass": pass_name,
                     "impl": name,
                     "ms": ms,
@@ -193,7 +204,7 @@ def main() -> None:
     print()
     print_table(rows, ["pass", "impl", "ms", "iqr_ms", "gbps", "pct_peak", "speedup"])
     speedup = next(r["speedup"] for r in rows if r["pass"] == "fwd+bwd" and r["impl"] == "fused")
-    print(f"bn_stats: fused/eager speedup {speedup:.2f}x (fwd+bwd, {args.device})")
+    print(f"bn_stats: fused/eager speedup {speedup:.2f}x (fwd+bwd, {args.device}, {launch})")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,16 @@
 
 Shapes are the real DDAD outputs: classification logits 256x10 and 256x100, segmentation logit maps
 64x11x128x160 and 64x13x128x160. Both inputs require grad (the generator's step: both gradients).
-"fwd" times the loss, "bwd" both gradients of an existing graph (autograd.grad, retain_graph),
-"fwd+bwd" the two together. GB/s is the op's minimal traffic (read t and s; the backward also writes
-two gradients) over the measured time, for every implementation alike.
+"fwd" times the loss, "bwd" both gradients of an existing graph (autograd.grad, retain_graph;
+not under a CUDA graph, whose capture cannot take a backward recorded outside it), "fwd+bwd" the
+two together. GB/s is the op's minimal traffic (read t and s; the backward also writes
+two gradients) over the measured time, for every implementation alike. On CUDA each is a replayed
+CUDA graph, as in the fast backend (``--no-cuda-graph``: launched from Python, which the small
+logits cases then time).
 
 Rows go to bench/results.csv (or ``--csv``); a table is printed, then one line
 ``l1: fused/eager speedup <x>x (fwd+bwd, <device>)`` where x is the geometric mean over the shapes
-of eager / fused fwd+bwd time, for the first --dtype.
+of eager / fused fwd+bwd time, for the first --dtype, and how the kernels were launched.
 """
 
 from __future__ import annotations
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         help="shapes to time, e.g. 256x10 64x11x128x160 (default: the real DDAD outputs)",
     )
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(eager)")
+    parser.add_argument(
+        "--no-cuda-graph", action="store_true", help="CUDA: time launches from Python, no graph"
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU here")
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("ddad_fast._C is not built: `make setup` first")
 
     env = environment(args.device)
+    graphs = args.device == "cuda" and not args.no_cuda_graph
+    launch = "cuda graph" if graphs else "python"
     fns = {"fused": l1_ops.l1_discrepancy, "eager": losses.l1_discrepancy}
     if not args.no_compile:
         fns["compiled"] = torch.compile(losses.l1_discrepancy, dynamic=False)
@@ -123,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
             ms: dict[tuple[str, str], float] = {}
             for provider in providers:
                 for mode, fn in timed_fns(fns[provider], t, s).items():
-                    median, iqr = time_ms(fn, args.device, repeats=args.repeats)
+                    if graphs and mode == "bwd":
+                        continue
+                    median, iqr = time_ms(fn, args.device, args.repeats, cuda_graph=graphs)
                     ms[provider, mode] = median
                     gbps = traffic_bytes(t.numel(), t.element_size(), mode) / median / 1e6
                     csv_rows.append(
@@ -133,13 +143,14 @@ def main(argv: list[str] | None = None) -> None:
                             "dtype": dtype_name,
                             "shape": shape_name,
                             "mode": mode,
+                            "launch": launch,
                             "provider": provider,
                             "ms": round(median, 5),
                             "iqr_ms": round(iqr, 5),
                             "gbps": round(gbps, 3),
                         }
                     )
-            for mode in MODES:
+            for mode in [m for m in MODES if ("fused", m) in ms]:
                 row: dict[str, object] = {"shape": shape_name, "dtype": dtype_name, "mode": mode}
                 for provider in providers:
                     row[f"{provider} ms"] = ms[provider, mode]
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     ratios = ["eager/fused"] + (["compiled/fused"] if "compiled" in fns else [])
     print_table(table, columns + ["fused GB/s", *ratios])
     speedup = math.exp(sum(map(math.log, speedups)) / len(speedups))
-    print(f"l1: fused/eager speedup {speedup:.2f}x (fwd+bwd, {args.device})")
+    print(f"l1: fused/eager speedup {speedup:.2f}x (fwd+bwd, {args.device}, {launch})")
 
 
 if __name__ == "__main__":

@@ -17,14 +17,37 @@ import torch
 RESULTS_CSV = Path(__file__).with_name("results.csv")
 
 
-def time_ms(fn: Callable[[], object], device: str, repeats: int = 20) -> tuple[float, float]:
+def cuda_graph_replay(fn: Callable[[], object]) -> Callable[[], None]:
+    """A function that replays one CUDA graph of ``fn()``, captured after three warm-up calls on a
+    side stream: as in the fast backend's CUDA graphs, what runs is the kernels without their
+    launches from Python. ``fn``'s input tensors must stay where they are."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def time_ms(
+    fn: Callable[[], object], device: str, repeats: int = 20, cuda_graph: bool = False
+) -> tuple[float, float]:
     """(median, interquartile range) in milliseconds of ``fn()``, after warm-up.
 
-    CUDA: ``triton.testing.do_bench`` (CUDA events, cache flushed between runs). CPU:
+    CUDA: ``triton.testing.do_bench`` (CUDA events, cache flushed between runs), of a replayed
+    CUDA graph of ``fn`` when ``cuda_graph`` (``cuda_graph_replay``); otherwise the stream waits
+    for the host's launches, and a function of many small kernels times Python. CPU:
     ``torch.utils.benchmark.Timer`` blocked into ``repeats`` measurements.
     """
     if device.startswith("cuda"):
         import triton.testing
+
+        if cuda_graph:
+            fn = cuda_graph_replay(fn)
 
         q25, q50, q75 = triton.testing.do_bench(fn, quantiles=[0.25, 0.5, 0.75], rep=200)
         return q50, q75 - q25
