@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ddad_fast.distributed import resolve_device
 from ddad_fast.study import (
     DATA_FREE,
     DEFAULT_METHODS,
@@ -35,7 +36,6 @@ from ddad_fast.study import (
     tiny_distill,
 )
 from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
-from ddad_fast.trainer import resolve_device
 
 
 def _commit() -> str:

@@ -38,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddad_fast.backends import get_backend
 from ddad_fast.data import DatasetInfo
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.models import Generator, build_model
-from ddad_fast.trainer import DDADTrainer, DistillConfig
+from ddad_fast.trainer import DDADTrainer
 
 SETTINGS = {
     "cpu": {"teacher": "smallcnn", "student": "tinycnn", "batch_size": 32, "iters": 8},

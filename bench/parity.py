@@ -29,9 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ddad_fast.builder import build_trainer  # noqa: E402
+from ddad_fast.distill_config import DistillConfig  # noqa: E402
 from ddad_fast.metrics import read_metrics  # noqa: E402
 from ddad_fast.teacher import TeacherConfig, train_teacher  # noqa: E402
-from ddad_fast.trainer import DistillConfig, build_trainer  # noqa: E402
 
 BACKENDS = ("eager", "fast")
 LOSSES = ("loss_student", "l1_generator", "bn_loss")

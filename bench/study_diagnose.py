@@ -21,8 +21,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ddad_fast.batching import iterate_batches
+from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint
-from ddad_fast.trainer import DDADTrainer, DistillConfig, build_trainer
+from ddad_fast.distill_config import DistillConfig
+from ddad_fast.run_state import load_run_state
+from ddad_fast.trainer import DDADTrainer
 
 SAMPLES = 1024
 
@@ -52,7 +55,7 @@ def restore_run(run: Path) -> DDADTrainer:
     trainer = build_trainer(dataclasses.replace(cfg, device="cpu", progress=False))
     if trainer.task.dense:
         raise SystemExit(f"study_diagnose: {run} is a segmentation run; it reads classifiers")
-    trainer.load(run / "last.pt")
+    load_run_state(trainer, run / "last.pt")
     return trainer
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.errors import ConfigError
 from ddad_fast.study import (
     DATA_FREE,
@@ -33,7 +34,6 @@ from ddad_fast.study import (
     run_data_free,
     tiny_distill,
 )
-from ddad_fast.trainer import DistillConfig
 
 
 def parse_setting(text: str) -> tuple[str, object]:

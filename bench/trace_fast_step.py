@@ -32,9 +32,10 @@ from triton_aot_report import as_h200
 
 from ddad_fast.backends import FAST
 from ddad_fast.data import DatasetInfo
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.models import build_model
 from ddad_fast.models.generator import Generator
-from ddad_fast.trainer import DDADTrainer, DistillConfig
+from ddad_fast.trainer import DDADTrainer
 
 
 def fake_cuda_trainer(

@@ -4,8 +4,10 @@ The public API: the trainer and its config, and drop-ins for existing training s
 """
 
 from .bn_hooks import BNStatsHooks
+from .builder import build_trainer
+from .distill_config import DistillConfig
 from .dropin import DeepInversionFeatureHook, l1_discrepancy
-from .trainer import DDADTrainer, DistillConfig, build_trainer
+from .trainer import DDADTrainer
 
 __version__ = "0.1.0"
 

@@ -15,16 +15,17 @@ import typing
 from collections.abc import Sequence
 
 from .batching import accuracy
+from .builder import build_trainer
 from .data import dataset_names, load_dataset
 from .demo import run_demo
 from .demo_seg import run_seg_demo
-from .distributed import shutdown
+from .distill_config import DistillConfig
+from .distributed import resolve_device, shutdown
 from .errors import DDADError
 from .model_io import load_model
 from .seg_metrics import evaluate_segmentation
 from .tasks import TASK_NAMES, check_task
 from .teacher import TeacherConfig, train_teacher
-from .trainer import DistillConfig, build_trainer, resolve_device
 
 
 def _field_comments(cls: type) -> dict[str, str]:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
+from .builder import build_trainer
+from .distill_config import DistillConfig
 from .plots import plot_distill_curves, save_image_grid
 from .teacher import TeacherConfig, cached_teacher, train_teacher
-from .trainer import DDADTrainer, DistillConfig, DistillResult, build_trainer
+from .trainer import DDADTrainer, DistillResult
 
 DEMO_TEACHER = TeacherConfig(
     model="smallcnn",

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from .demo import distill_with_cached_teacher
+from .distill_config import DistillConfig
 from .plots import plot_distill_curves, save_seg_panel
 from .teacher import TeacherConfig
-from .trainer import DistillConfig
 
 DEMO_SEG_TEACHER = TeacherConfig(
     task="seg",

@@ -99,6 +99,11 @@ def rank_device(name: str, ctx: DistContext) -> torch.device:
     return torch.device(name)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA where present, else CPU; anything else is passed to torch.device."""
+    return rank_device(name, SINGLE)
+
+
 def _context(owns: bool) -> DistContext:
     world = dist.get_world_size()
     # NCCL only moves device tensors; host-side control needs a gloo group of its own.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .distill_config import DistillConfig
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -32,3 +36,13 @@ def make_optimizer(
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+
+
+def make_student_optimizer(
+    cfg: DistillConfig, params: Iterable[nn.Parameter], fused: bool | None
+) -> torch.optim.Optimizer:
+    """The student's optimiser: ``student_optimizer`` at ``lr_student`` with ``momentum`` (SGD)
+    and ``weight_decay``; ``fused`` as torch's optimisers take it (None: their default)."""
+    return make_optimizer(
+        cfg.student_optimizer, params, cfg.lr_student, cfg.momentum, cfg.weight_decay, fused
+    )

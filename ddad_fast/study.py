@@ -22,16 +22,19 @@ import torch
 import torch.nn.functional as F
 
 from .batching import accuracy, iterate_batches
+from .builder import build_trainer
 from .data import load_dataset, train_augment
+from .distill_config import DistillConfig
+from .distributed import resolve_device
 from .errors import ConfigError
 from .losses import logit_discrepancy
 from .metrics import read_metrics
 from .model_io import load_model
 from .models import build_model
+from .optimizers import make_student_optimizer
 from .plots import save_image_grid
 from .schedules import make_scheduler
 from .teacher import TeacherConfig, cached_teacher, train_teacher
-from .trainer import DistillConfig, build_trainer, make_student_optimizer, resolve_device
 
 DATA_FREE = "data-free"  # a DDADTrainer run: the student sees generated images only
 KD_REAL = "kd-real"  # L1 to the teacher's logits on the real training images

@@ -20,6 +20,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .data import load_dataset, seg_augment, train_augment
+from .distributed import resolve_device
 from .errors import CheckpointError, ConfigError, DDADError
 from .metrics import MetricsLog
 from .model_io import model_record
@@ -27,7 +28,6 @@ from .models import build_model
 from .optimizers import check_optimizer, make_optimizer
 from .schedules import make_scheduler
 from .tasks import check_task, get_task
-from .trainer import resolve_device
 
 TEACHER_TRAIN_KIND = "ddad_fast.teacher_training"
 RESUMABLE_CHANGES = frozenset({"resume", "device", "out_dir", "data_root", "progress"})

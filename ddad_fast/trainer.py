@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,132 +21,31 @@ from .amp import fp32_output_layer
 from .backends import DistillOps, get_backend
 from .bn_hooks import BNStatsHooks
 from .checkpoint import (
-    check_same_settings,
-    load_checkpoint,
-    load_state_strict,
     remove_stale_temporaries,
-    rng_state,
     save_atomic,
-    set_rng_state,
 )
-from .data import DatasetInfo, load_dataset
+from .data import DatasetInfo
+from .distill_config import DistillConfig
 from .distributed import (
     SINGLE,
     DistContext,
     any_rank,
     barrier,
-    gather_to_all,
     global_bn_stats_loss,
-    init_distributed,
     per_rank_batch,
     rank_device,
     wrap_ddp,
 )
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import activation_loss, logit_discrepancy, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
-from .model_io import load_model, model_record
-from .models import build_model
-from .optimizers import check_optimizer, make_optimizer
+from .optimizers import make_student_optimizer
+from .run_state import load_run_state, save_last, student_record
 from .schedules import make_scheduler
 from .signals import StopRequest
-from .tasks import check_task, get_task
-
-DISTILL_KIND = "ddad_fast.distill"
-
-# Settings that may change between a run and its resumption; every other one must match.
-RESUMABLE_CHANGES = frozenset(
-    {"resume", "device", "backend", "out_dir", "data_root", "progress"}
-    | {"check_every", "nan_retries"}
-)
-
-
-def settings_before(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The value each setting had before it existed, for checkpoints written without it: its
-    default, except ``seg_generator_bn``, which seg runs had always on before it became a setting
-    (resuming one needs ``--seg-generator-bn``)."""
-    before = asdict(DistillConfig())
-    before["seg_generator_bn"] = ckpt["config"].get("task") == "seg"
-    return before
-
-
-@dataclass
-class DistillConfig:
-    """Every setting of a DDAD run. Defaults follow the DFAD protocol on CIFAR-10."""
-
-    teacher_ckpt: str | None = None  # teacher weights (our teacher.pt or a published state_dict)
-    teacher: str | None = None  # registry name (default: the one recorded in teacher_ckpt)
-    task: str = "cls"  # cls (classification) or seg (segmentation: mIoU, log(1 + L1), GeneratorB)
-    student: str = "resnet18"  # registry name of the student
-    dataset: str = "cifar10"  # held-out split used only for evaluation
-    data_root: str | None = None  # dataset folder (default: the dataset's usual place)
-    image_size: int | None = None  # input size (default: the dataset's native size)
-    out_dir: str = "runs/distill"  # metrics.csv, last.pt, best.pt go here
-    backend: str = "eager"  # which implementation of the loss ops
-    device: str = "auto"  # cpu, cuda, cuda:1, or auto (cuda when present)
-    seed: int = 0
-    epochs: int = 500
-    epoch_iters: int = 50  # generator steps per epoch
-    student_steps: int = 5  # student steps per generator step
-    batch_size: int = 256  # the global batch: torchrun's ranks draw an equal share each
-    nz: int = 256  # noise dimension
-    ngf: int = 64  # generator width
-    student_optimizer: str = "sgd"  # sgd (with momentum) or adam
-    lr_student: float = 0.1
-    momentum: float = 0.9  # SGD's
-    weight_decay: float = 5e-4  # the student's
-    lr_generator: float = 1e-3  # Adam
-    schedule: str = "step"  # step (x0.1 at 20% and 40%: DFAD's --scheduler), none or cosine
-    step_every: int = 0  # step schedule: x0.1 every N epochs instead (DFAD's seg scripts: 100)
-    lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
-    lambda_onehot: float = 0.0  # DAFL one-hot term (off by default)
-    lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
-    lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
-    lambda_activation: float = 0.0  # DAFL activation term (off by default)
-    center_logits: bool = False  # L1 between logits less each pixel's mean over classes
-    seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
-    check_every: int = 10  # iterations between finiteness checks (one host sync each)
-    nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
-    resume: bool = False  # continue from out_dir/last.pt
-    progress: bool = True  # tqdm bars
-
-    def validate(self) -> None:
-        """Raise ConfigError on settings that cannot work."""
-        for name in (
-            "epochs",
-            "epoch_iters",
-            "student_steps",
-            "batch_size",
-            "nz",
-            "ngf",
-            "check_every",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "lr_student",
-            "lr_generator",
-            "lambda_bn",
-            "lambda_onehot",
-            "lambda_entropy",
-            "lambda_adv",
-            "lambda_activation",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
-        check_optimizer("student_optimizer", self.student_optimizer)
-        if self.nan_retries < 0:
-            raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
-        get_task(self.task)
-        if self.seg_generator_bn and self.task != "seg":
-            raise ConfigError(
-                "seg_generator_bn applies to --task seg only (the classification generator, "
-                "DFAD's GeneratorA, always ends with its affine-free BN)"
-            )
+from .tasks import get_task
 
 
 @dataclass
@@ -162,11 +59,6 @@ class DistillResult:
     seconds: float
     stopped: str | None = None  # the signal that stopped the run before its end, if one did
     iteration: int = 0  # iterations done in the unfinished epoch when stopped
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA where present, else CPU; anything else is passed to torch.device."""
-    return rank_device(name, SINGLE)
 
 
 class DDADTrainer:
@@ -248,7 +140,7 @@ class DDADTrainer:
         self.sched_student = make_scheduler(self.opt_student, *schedule)
         self.sched_generator = make_scheduler(self.opt_generator, *schedule)
         self.noise_rng = torch.Generator(device=self.device)
-        self.noise_rng.manual_seed(self._noise_seed())
+        self.noise_rng.manual_seed(self.noise_seed())
         self.guard = LossGuard(
             [self.student, self.generator], [self.opt_student, self.opt_generator], cfg.nan_retries
         )
@@ -259,7 +151,7 @@ class DDADTrainer:
         self.iteration = 0  # iterations finished in the current epoch
         self.best_acc = -1.0
 
-    def _noise_seed(self, epoch: int = 0) -> int:
+    def noise_seed(self, epoch: int = 0) -> int:
         """Rank r's noise seed: rank 0 draws what a single process draws."""
         return self.cfg.seed + epoch + (self.dist.rank << 32)
 
@@ -437,7 +329,7 @@ class DDADTrainer:
         cfg = self.cfg
         main = self.dist.is_main
         if cfg.resume:
-            self.load(self.out_dir / "last.pt")
+            load_run_state(self, self.out_dir / "last.pt")
         if main:
             remove_stale_temporaries(self.out_dir)
         log = None
@@ -446,7 +338,7 @@ class DDADTrainer:
             log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
             teacher_acc = self.task.score(self.teacher, self.test_set, self.device, self.info)
         if not cfg.resume:
-            self.save_last()
+            save_last(self)
         start = time.perf_counter()
         acc = math.nan
         stopped = None
@@ -461,7 +353,7 @@ class DDADTrainer:
             while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
                 losses = self.train_epoch(stop)
                 if losses is None:
-                    self.save_last()
+                    save_last(self)
                     stopped = stop.signal_name or "a signal to another rank"
                     break
                 self.sched_student.step()
@@ -488,8 +380,8 @@ class DDADTrainer:
                         }
                     )
                     if improved:
-                        save_atomic(self._student_record(acc), self.out_dir / "best.pt")
-                self.save_last()
+                        save_atomic(student_record(self, acc), self.out_dir / "best.pt")
+                save_last(self)
                 if any_rank(self.dist, stop.requested)[0] and self.epoch < cfg.epochs:
                     stopped = stop.signal_name or "a signal to another rank"
                     break
@@ -508,124 +400,3 @@ class DDADTrainer:
             stopped=stopped,
             iteration=self.iteration,
         )
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def _student_record(self, acc: float) -> dict:
-        info = self.info
-        return model_record(
-            self.cfg.student,
-            self.student,
-            info.num_classes,
-            info.in_channels,
-            info.image_size,
-            dataset=info.name,
-            test_acc=acc,
-            epoch=self.epoch,
-        )
-
-    def save_last(self) -> None:
-        """Write ``out_dir/last.pt`` (rank 0), with every rank's noise state; all ranks call it."""
-        noise_states = gather_to_all(self.dist, self.noise_rng.get_state())
-        if self.dist.is_main:
-            save_atomic(self.state_dict(noise_states), self.out_dir / "last.pt")
-
-    def state_dict(self, noise_states: list[Tensor] | None = None) -> dict:
-        """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step.
-
-        ``noise_states``: every rank's noise-generator state, in rank order (default: this
-        process's alone). ``iteration`` > 0 marks a checkpoint written inside an epoch; ``losses``
-        then holds that epoch's rows so far.
-        """
-        if noise_states is None:
-            noise_states = [self.noise_rng.get_state()]
-        return {
-            "kind": DISTILL_KIND,
-            "config": asdict(self.cfg),
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "losses": self.losses[: self.iteration].cpu(),
-            "best_acc": self.best_acc,
-            "model": self._student_record(self.best_acc),
-            "generator": self.generator.state_dict(),
-            "opt_student": self.opt_student.state_dict(),
-            "opt_generator": self.opt_generator.state_dict(),
-            "sched_student": self.sched_student.state_dict(),
-            "sched_generator": self.sched_generator.state_dict(),
-            "rng": rng_state(),
-            "noise_rng": noise_states[0],
-            "noise_rngs": noise_states,
-        }
-
-    def load(self, path: Path) -> None:
-        """Restore a ``state_dict()`` written by a run with the same settings.
-
-        Under another world size (or device type) each rank's noise is reseeded from the seed, the
-        epoch and its rank: the run goes on, with other noise than an uninterrupted one.
-        """
-        ckpt = load_checkpoint(path)
-        if ckpt.get("kind") != DISTILL_KIND:
-            raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
-        check_same_settings(
-            ckpt["config"], asdict(self.cfg), RESUMABLE_CHANGES, path, settings_before(ckpt)
-        )
-        try:
-            load_state_strict(self.student, ckpt["model"]["state_dict"], path)
-            load_state_strict(self.generator, ckpt["generator"], path)
-            try:
-                self.opt_student.load_state_dict(ckpt["opt_student"])
-                self.opt_generator.load_state_dict(ckpt["opt_generator"])
-            except (ValueError, RuntimeError) as e:
-                raise CheckpointError(f"{path}: its optimiser state does not fit ({e})") from None
-            self.sched_student.load_state_dict(ckpt["sched_student"])
-            self.sched_generator.load_state_dict(ckpt["sched_generator"])
-            set_rng_state(ckpt["rng"])
-            states = ckpt.get("noise_rngs", [ckpt["noise_rng"]])
-            epoch, iteration = ckpt["epoch"], ckpt.get("iteration", 0)
-            if iteration:
-                self.losses[:iteration] = ckpt["losses"].to(self.device)
-        except KeyError as e:
-            raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None
-        own = self.noise_rng.get_state()
-        if len(states) == self.dist.world_size and states[self.dist.rank].numel() == own.numel():
-            self.noise_rng.set_state(states[self.dist.rank])
-        else:  # another world size, or another device type: its generator keeps another state
-            self.noise_rng.manual_seed(self._noise_seed(epoch))
-        self.epoch, self.iteration = epoch, iteration
-        self.best_acc = ckpt["best_acc"]
-
-
-def make_student_optimizer(
-    cfg: DistillConfig, params: Iterable[nn.Parameter], fused: bool | None
-) -> torch.optim.Optimizer:
-    """The student's optimiser: ``student_optimizer`` at ``lr_student`` with ``momentum`` (SGD)
-    and ``weight_decay``; ``fused`` as torch's optimisers take it (None: their default)."""
-    return make_optimizer(
-        cfg.student_optimizer, params, cfg.lr_student, cfg.momentum, cfg.weight_decay, fused
-    )
-
-
-def build_trainer(cfg: DistillConfig, ops: DistillOps | None = None) -> DDADTrainer:
-    """Load the data and the teacher, build student and generator, check they fit together.
-
-    Under torchrun this also joins the process group (``distributed.init_distributed``).
-    """
-    if cfg.teacher_ckpt is None:
-        raise ConfigError(
-            "distillation needs a trained teacher: give teacher_ckpt (--teacher-ckpt)"
-        )
-    check_task(cfg.task, {"student": cfg.student}, cfg.dataset)
-    _, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
-    facts = {
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "image_size": info.image_size,
-    }
-    teacher, _ = load_model(cfg.teacher_ckpt, cfg.teacher, **facts, task=cfg.task)
-    torch.manual_seed(cfg.seed)
-    student = build_model(cfg.student, **facts)
-    task = get_task(cfg.task)
-    generator = task.make_generator(
-        cfg.nz, cfg.ngf, info.in_channels, info.image_size, cfg.seg_generator_bn
-    )
-    dist = init_distributed(cfg.device)
-    return DDADTrainer(cfg, teacher, student, generator, test_set, info, ops, dist)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.teacher import TeacherConfig, train_teacher
-from ddad_fast.trainer import DistillConfig
 
 TINY_TEACHER = TeacherConfig(
     model="smallcnn", dataset="digits", epochs=3, batch_size=64, lr=0.05, progress=False

@@ -12,8 +12,9 @@ import sys
 import torch
 import torch.distributed as dist
 
+from ddad_fast.builder import build_trainer
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.distributed import shutdown
-from ddad_fast.trainer import DistillConfig, build_trainer
 
 GLOBAL_BATCH = 16
 

@@ -15,9 +15,9 @@ from torch import Tensor
 
 from ddad_fast.amp import fp32_output_layer, output_layer
 from ddad_fast.backends import EAGER, FAST
+from ddad_fast.builder import build_trainer
 from ddad_fast.metrics import read_metrics
 from ddad_fast.models import build_model, model_names, seg_model_names
-from ddad_fast.trainer import build_trainer
 
 BF16 = torch.bfloat16
 # The fast backend with its CUDA autocast forced on CPU; eager (not compiled) where the compile

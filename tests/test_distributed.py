@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import distill_argv
 
+from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint
 from ddad_fast.data import load_dataset
 from ddad_fast.distributed import SINGLE, DistContext, global_bn_stats_loss, per_rank_batch
@@ -21,7 +22,7 @@ from ddad_fast.losses import bn_stats_loss
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import load_model
 from ddad_fast.models import Generator, build_model
-from ddad_fast.trainer import DDADTrainer, build_trainer
+from ddad_fast.trainer import DDADTrainer
 
 TESTS = Path(__file__).parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import torch
 
+from ddad_fast.builder import build_trainer
 from ddad_fast.metrics import read_metrics
-from ddad_fast.trainer import build_trainer
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import TINY_DISTILL, distill_argv
 
+from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint, save_atomic
 from ddad_fast.cli import main
 from ddad_fast.data import load_dataset
@@ -23,7 +24,7 @@ from ddad_fast.errors import ConfigError
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import model_record
 from ddad_fast.models import Generator, build_model
-from ddad_fast.trainer import DDADTrainer, build_trainer
+from ddad_fast.trainer import DDADTrainer
 
 TESTS = Path(__file__).parent
 KILL_SEEDS = range(6)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from ddad_fast.distill_config import DistillConfig
 from ddad_fast.errors import ConfigError
 from ddad_fast.schedules import make_scheduler
-from ddad_fast.trainer import DistillConfig
 
 
 def _lrs(name: str, epochs: int, step_every: int = 0) -> list[float]:

@@ -7,19 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import changed_settings, load_checkpoint
 from ddad_fast.data import load_dataset
+from ddad_fast.distill_config import RESUMABLE_CHANGES, DistillConfig, settings_before
 from ddad_fast.errors import CheckpointError, ConfigError
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import load_model
 from ddad_fast.models import Generator, build_model
-from ddad_fast.trainer import (
-    RESUMABLE_CHANGES,
-    DDADTrainer,
-    DistillConfig,
-    build_trainer,
-    settings_before,
-)
+from ddad_fast.trainer import DDADTrainer
 
 
 def test_short_run_lowers_the_discrepancy(tiny_distill):

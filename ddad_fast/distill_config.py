@@ -1,0 +1,103 @@
+"""The settings of a distillation run (``DistillConfig``), their checks, and which of them may
+change when a run resumes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ConfigError
+from .optimizers import check_optimizer
+from .tasks import get_task
+
+# Settings that may change between a run and its resumption; every other one must match.
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "device", "backend", "out_dir", "data_root", "progress"}
+    | {"check_every", "nan_retries"}
+)
+
+
+def settings_before(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The value each setting had before it existed, for checkpoints written without it: its
+    default, except ``seg_generator_bn``, which seg runs had always on before it became a setting
+    (resuming one needs ``--seg-generator-bn``)."""
+    before = asdict(DistillConfig())
+    before["seg_generator_bn"] = ckpt["config"].get("task") == "seg"
+    return before
+
+
+@dataclass
+class DistillConfig:
+    """Every setting of a DDAD run. Defaults follow the DFAD protocol on CIFAR-10."""
+
+    teacher_ckpt: str | None = None  # teacher weights (our teacher.pt or a published state_dict)
+    teacher: str | None = None  # registry name (default: the one recorded in teacher_ckpt)
+    task: str = "cls"  # cls (classification) or seg (segmentation: mIoU, log(1 + L1), GeneratorB)
+    student: str = "resnet18"  # registry name of the student
+    dataset: str = "cifar10"  # held-out split used only for evaluation
+    data_root: str | None = None  # dataset folder (default: the dataset's usual place)
+    image_size: int | None = None  # input size (default: the dataset's native size)
+    out_dir: str = "runs/distill"  # metrics.csv, last.pt, best.pt go here
+    backend: str = "eager"  # which implementation of the loss ops
+    device: str = "auto"  # cpu, cuda, cuda:1, or auto (cuda when present)
+    seed: int = 0
+    epochs: int = 500
+    epoch_iters: int = 50  # generator steps per epoch
+    student_steps: int = 5  # student steps per generator step
+    batch_size: int = 256  # the global batch: torchrun's ranks draw an equal share each
+    nz: int = 256  # noise dimension
+    ngf: int = 64  # generator width
+    student_optimizer: str = "sgd"  # sgd (with momentum) or adam
+    lr_student: float = 0.1
+    momentum: float = 0.9  # SGD's
+    weight_decay: float = 5e-4  # the student's
+    lr_generator: float = 1e-3  # Adam
+    schedule: str = "step"  # step (x0.1 at 20% and 40%: DFAD's --scheduler), none or cosine
+    step_every: int = 0  # step schedule: x0.1 every N epochs instead (DFAD's seg scripts: 100)
+    lambda_bn: float = 1.0  # weight of the teacher's BN-statistics term (0: plain DFAD)
+    lambda_onehot: float = 0.0  # DAFL one-hot term (off by default)
+    lambda_entropy: float = 0.0  # DAFL information-entropy term (off by default)
+    lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
+    lambda_activation: float = 0.0  # DAFL activation term (off by default)
+    center_logits: bool = False  # L1 between logits less each pixel's mean over classes
+    seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
+    check_every: int = 10  # iterations between finiteness checks (one host sync each)
+    nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
+    resume: bool = False  # continue from out_dir/last.pt
+    progress: bool = True  # tqdm bars
+
+    def validate(self) -> None:
+        """Raise ConfigError on settings that cannot work."""
+        for name in (
+            "epochs",
+            "epoch_iters",
+            "student_steps",
+            "batch_size",
+            "nz",
+            "ngf",
+            "check_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in (
+            "lr_student",
+            "lr_generator",
+            "lambda_bn",
+            "lambda_onehot",
+            "lambda_entropy",
+            "lambda_adv",
+            "lambda_activation",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
+        check_optimizer("student_optimizer", self.student_optimizer)
+        if self.nan_retries < 0:
+            raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
+        get_task(self.task)
+        if self.seg_generator_bn and self.task != "seg":
+            raise ConfigError(
+                "seg_generator_bn applies to --task seg only (the classification generator, "
+                "DFAD's GeneratorA, always ends with its affine-free BN)"
+            )

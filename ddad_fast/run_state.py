@@ -1,0 +1,116 @@
+"""A distillation run's saved state: ``last.pt`` (everything needed to continue exactly) and the
+student's record that ``best.pt`` and ``last.pt`` hold, written and read for ``DDADTrainer``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from .checkpoint import (
+    check_same_settings,
+    load_checkpoint,
+    load_state_strict,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from .distill_config import RESUMABLE_CHANGES, settings_before
+from .distributed import gather_to_all
+from .errors import CheckpointError
+from .model_io import model_record
+
+if TYPE_CHECKING:
+    from .trainer import DDADTrainer
+
+DISTILL_KIND = "ddad_fast.distill"
+
+
+def student_record(trainer: DDADTrainer, acc: float) -> dict:
+    """The student's record (``model_io.model_record``) at test score ``acc``."""
+    info = trainer.info
+    return model_record(
+        trainer.cfg.student,
+        trainer.student,
+        info.num_classes,
+        info.in_channels,
+        info.image_size,
+        dataset=info.name,
+        test_acc=acc,
+        epoch=trainer.epoch,
+    )
+
+
+def save_last(trainer: DDADTrainer) -> None:
+    """Write ``out_dir/last.pt`` (rank 0), with every rank's noise state; all ranks call it."""
+    noise_states = gather_to_all(trainer.dist, trainer.noise_rng.get_state())
+    if trainer.dist.is_main:
+        save_atomic(run_state_dict(trainer, noise_states), trainer.out_dir / "last.pt")
+
+
+def run_state_dict(trainer: DDADTrainer, noise_states: list[Tensor] | None = None) -> dict:
+    """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step.
+
+    ``noise_states``: every rank's noise-generator state, in rank order (default: this
+    process's alone). ``iteration`` > 0 marks a checkpoint written inside an epoch; ``losses``
+    then holds that epoch's rows so far.
+    """
+    if noise_states is None:
+        noise_states = [trainer.noise_rng.get_state()]
+    return {
+        "kind": DISTILL_KIND,
+        "config": asdict(trainer.cfg),
+        "epoch": trainer.epoch,
+        "iteration": trainer.iteration,
+        "losses": trainer.losses[: trainer.iteration].cpu(),
+        "best_acc": trainer.best_acc,
+        "model": student_record(trainer, trainer.best_acc),
+        "generator": trainer.generator.state_dict(),
+        "opt_student": trainer.opt_student.state_dict(),
+        "opt_generator": trainer.opt_generator.state_dict(),
+        "sched_student": trainer.sched_student.state_dict(),
+        "sched_generator": trainer.sched_generator.state_dict(),
+        "rng": rng_state(),
+        "noise_rng": noise_states[0],
+        "noise_rngs": noise_states,
+    }
+
+
+def load_run_state(trainer: DDADTrainer, path: Path) -> None:
+    """Restore into ``trainer`` a ``run_state_dict`` written by a run with the same settings.
+
+    Under another world size (or device type) each rank's noise is reseeded from the seed, the
+    epoch and its rank: the run goes on, with other noise than an uninterrupted one.
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != DISTILL_KIND:
+        raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
+    check_same_settings(
+        ckpt["config"], asdict(trainer.cfg), RESUMABLE_CHANGES, path, settings_before(ckpt)
+    )
+    try:
+        load_state_strict(trainer.student, ckpt["model"]["state_dict"], path)
+        load_state_strict(trainer.generator, ckpt["generator"], path)
+        try:
+            trainer.opt_student.load_state_dict(ckpt["opt_student"])
+            trainer.opt_generator.load_state_dict(ckpt["opt_generator"])
+        except (ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: its optimiser state does not fit ({e})") from None
+        trainer.sched_student.load_state_dict(ckpt["sched_student"])
+        trainer.sched_generator.load_state_dict(ckpt["sched_generator"])
+        set_rng_state(ckpt["rng"])
+        states = ckpt.get("noise_rngs", [ckpt["noise_rng"]])
+        epoch, iteration = ckpt["epoch"], ckpt.get("iteration", 0)
+        if iteration:
+            trainer.losses[:iteration] = ckpt["losses"].to(trainer.device)
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None
+    own = trainer.noise_rng.get_state()
+    if len(states) == trainer.dist.world_size and states[trainer.dist.rank].numel() == own.numel():
+        trainer.noise_rng.set_state(states[trainer.dist.rank])
+    else:  # another world size, or another device type: its generator keeps another state
+        trainer.noise_rng.manual_seed(trainer.noise_seed(epoch))
+    trainer.epoch, trainer.iteration = epoch, iteration
+    trainer.best_acc = ckpt["best_acc"]
