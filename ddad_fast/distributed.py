@@ -1,4 +1,4 @@
-"""Data-parallel DDAD on PyTorch's own engine: torch.distributed + DDP (NCCL on GPUs, gloo on CPU).
+"""Data-parallel DDAD on PyTorch's own engine: torch.distributed (NCCL on GPUs, gloo on CPU).
 
 Launch with ``torchrun --nproc_per_node=N -m ddad_fast distill ...``; torchrun's environment
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) is all it reads.
@@ -9,11 +9,14 @@ What is global and what is per rank:
 - The teacher's BN-statistics term matches the *global* batch: ``global_bn_stats_loss`` all-reduces
   per-channel sums and sums of squares, not per-rank means (a mean of per-rank norms is a different,
   larger loss, and its gradient depends on how the batch is split).
-- The L1 terms are per-rank batch means; DDP averages the gradients, which for equal per-rank
-  batches is the gradient of the global-batch mean.
+- The L1 terms are per-rank batch means; ``average_gradients`` averages the gradients after each
+  backward, which for equal per-rank batches is the gradient of the global-batch mean. It is what
+  DDP does, done outside the models: bucketed all-reduces after the backward, with no wrapper
+  around the forward, so that torch.compile traces the bare models (it cannot trace DDP's forward
+  with fullgraph=True). The ranks start from rank 0's weights (``broadcast_state``), as under DDP.
 - The student's and the generator's own BatchNorm layers normalise with per-rank batch statistics,
-  as plain DDP does (torch's SyncBatchNorm runs on GPUs only); this is the one way a run depends on
-  the world size beyond its noise.
+  as plain DDP does; this is the one way a run depends on the world size beyond its noise.
+  ``--sync-bn`` (GPUs, eager backend) makes them torch's SyncBatchNorm instead.
 - Control messages (stop requests, non-finite flags, RNG states) travel on a gloo group on the
   host, so they never queue behind, or synchronise, the GPU stream.
 """
@@ -21,6 +24,7 @@ What is global and what is per rank:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +100,10 @@ def rank_device(name: str, ctx: DistContext) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA GPU")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: give auto, cpu, cuda or cuda:N") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,16 +124,46 @@ def _context(owns: bool) -> DistContext:
     )
 
 
-def wrap_ddp(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
-    """``module`` wrapped in DistributedDataParallel when the job has several ranks, else itself.
+BUCKET_BYTES = 25 * 2**20  # gradients per all-reduce, as DDP's default bucket
 
-    The wrapper shares the module's parameters: call it for forwards whose backward must average
-    gradients across ranks, and the bare module everywhere else.
+
+def broadcast_state(module: nn.Module, ctx: DistContext) -> None:
+    """Every rank's parameters and buffers set to rank 0's (a no-op in one process)."""
+    if ctx.distributed:
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def average_gradients(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
+    """Replace each gradient of ``params`` by its mean over the ranks, in place (a no-op in one
+    process): one all-reduce per bucket of about ``BUCKET_BYTES`` of same-dtype gradients.
+
+    Parameters without a gradient are skipped; every rank runs the same steps, so the set is the
+    same everywhere. On NCCL the all-reduces are queued on the stream: no host sync.
     """
     if not ctx.distributed:
-        return module
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    for dtype in sorted({g.dtype for g in grads}, key=str):  # the same order on every rank
+        bucket: list[Tensor] = []
+        size = 0
+        for g in (g for g in grads if g.dtype == dtype):
+            bucket.append(g)
+            size += g.numel() * g.element_size()
+            if size >= BUCKET_BYTES:
+                _all_reduce_mean(bucket, ctx.world_size)
+                bucket, size = [], 0
+        if bucket:
+            _all_reduce_mean(bucket, ctx.world_size)
+
+
+def _all_reduce_mean(grads: list[Tensor], world_size: int) -> None:
+    """One all-reduce of ``grads`` (same dtype) flattened together, then each divided in place."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)  # a sum: gloo has no average
+    flat.div_(world_size)
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view(g.shape))
 
 
 def per_rank_batch(batch_size: int, ctx: DistContext) -> int:
@@ -154,7 +191,7 @@ def global_bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -
     ``mean - running_mean = S1/N`` and the biased ``var = S2/N - (S1/N)**2``. Shifting by the
     running mean keeps the one-pass variance accurate in fp32 (``d`` is near zero on average).
     Every rank returns the same scalar. Its backward sums every rank's gradient into each rank's, so
-    after DDP averages the generator's gradients they are those of the global-batch loss.
+    after ``average_gradients`` they are those of the global-batch loss.
     Without a process group (one process) it equals ``bn_stats_loss`` up to rounding.
     """
     rm = running_mean.float()

@@ -30,13 +30,13 @@ from .distributed import (
     SINGLE,
     DistContext,
     any_rank,
+    average_gradients,
     barrier,
+    broadcast_state,
     global_bn_stats_loss,
     per_rank_batch,
     rank_device,
-    wrap_ddp,
 )
-from .errors import ConfigError
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import activation_loss, logit_discrepancy, negative_entropy_loss, onehot_loss
@@ -70,8 +70,9 @@ class DDADTrainer:
     is ``-log(1 + L1)`` (``tasks.Task``). Evaluation, metrics and checkpoints once per epoch, by
     rank 0 alone.
 
-    Under torchrun (``dist``) the student and generator are DDP-wrapped, each rank draws its own
-    noise and the BN-statistics term matches the global batch (``distributed`` module).
+    Under torchrun (``dist``) each rank draws its own noise, the student's and the generator's
+    gradients are averaged across ranks after each backward, and the BN-statistics term matches
+    the global batch (``distributed`` module), under either backend.
     """
 
     def __init__(
@@ -92,11 +93,6 @@ class DDADTrainer:
         self.device = rank_device(cfg.device, dist)
         self.ops = ops or get_backend(cfg.backend)
         self.task = get_task(cfg.task)
-        if dist.distributed and self.ops.compile:
-            raise ConfigError(
-                f"--backend {self.ops.name} compiles the loss functions with fullgraph=True, which "
-                "cannot trace DistributedDataParallel's forward; under torchrun use --backend eager"
-            )
         # One input channel: strides fit NCHW and NHWC alike, and on CUDA torch.compile's layout
         # for the first convolution's output then differs from cuDNN's (its stride assertion
         # fails); such models stay in NCHW.
@@ -125,10 +121,8 @@ class DDADTrainer:
         layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
         self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
         self.features = PenultimateFeatures(self.teacher) if cfg.lambda_activation > 0 else None
-        # The wrappers share the modules' parameters; they are called only where gradients must
-        # be averaged across ranks (the student in its loss, the generator in its loss).
-        self.student_ddp = wrap_ddp(self.student, dist, self.device)
-        self.generator_ddp = wrap_ddp(self.generator, dist, self.device)
+        broadcast_state(self.student, dist)  # every rank starts from rank 0's weights
+        broadcast_state(self.generator, dist)
         fused = self.ops.fused_optimizers or None  # None: torch's default implementation
         self.opt_student = make_student_optimizer(cfg, self.student.parameters(), fused)
         self.opt_generator = torch.optim.Adam(
@@ -169,7 +163,7 @@ class DDADTrainer:
             images = self.generator(z)
             t_logits = self.teacher(images)
         with self.ops.autocast(self.device):
-            s_logits = self.student_ddp(images)  # the student itself on one process
+            s_logits = self.student(images)
         return self.discrepancy(t_logits, s_logits)
 
     def discrepancy(self, t_logits: Tensor, s_logits: Tensor) -> Tensor:
@@ -189,7 +183,7 @@ class DDADTrainer:
         """
         cfg = self.cfg
         with self.ops.autocast(self.device):
-            images = self.generator_ddp(z)  # the generator itself on one process
+            images = self.generator(z)
             if self.features is not None:
                 self.features.start()
             if self.bn_hooks is not None:
@@ -216,6 +210,7 @@ class DDADTrainer:
         loss = self._student_loss(self.noise())
         self.opt_student.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.student.parameters(), self.dist)
         self.opt_student.step()
         return loss.detach()
 
@@ -228,6 +223,7 @@ class DDADTrainer:
         self.student.requires_grad_(True)
         self.opt_generator.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.generator.parameters(), self.dist)
         self.opt_generator.step()
         return parts
 

@@ -1,9 +1,10 @@
 """One generator step of the real trainer on fixed noise: run by torchrun from test_distributed.py,
 and in the test's own process for the single-process reference.
 
-``python dist_probe.py TEACHER_CKPT OUT.pt``: every rank takes its share of the same global batch
-of noise; rank 0 saves the global losses (per-rank L1 and generator losses averaged over the ranks,
-the BN term as every rank sees it) and the generator's gradients after DDP's all-reduce.
+``python dist_probe.py TEACHER_CKPT OUT.pt BACKEND``: every rank takes its share of the same global
+batch of noise; rank 0 saves the global losses (per-rank L1 and generator losses averaged over the
+ranks, the BN term as every rank sees it), the generator's gradients after their average over
+ranks, and, after one student step too, how many graphs and graph breaks torch.compile made.
 """
 
 import os
@@ -11,6 +12,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from torch._dynamo.utils import counters
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.distill_config import DistillConfig
@@ -19,7 +21,7 @@ from ddad_fast.distributed import shutdown
 GLOBAL_BATCH = 16
 
 
-def probe(teacher_ckpt: str, out_dir: str) -> dict[str, torch.Tensor]:
+def probe(teacher_ckpt: str, out_dir: str, backend: str) -> dict[str, torch.Tensor]:
     cfg = DistillConfig(
         teacher_ckpt=teacher_ckpt,
         student="tinycnn",
@@ -29,6 +31,7 @@ def probe(teacher_ckpt: str, out_dir: str) -> dict[str, torch.Tensor]:
         nz=16,
         ngf=8,
         device="cpu",
+        backend=backend,
         progress=False,
     )
     trainer = build_trainer(cfg)
@@ -47,12 +50,19 @@ def probe(teacher_ckpt: str, out_dir: str) -> dict[str, torch.Tensor]:
         dist.all_reduce(losses)
         losses /= ctx.world_size
     grads = torch.cat([p.grad.flatten() for p in trainer.generator.parameters()])
-    result = {"losses": losses, "grads": grads, "world_size": torch.tensor(ctx.world_size)}
+    trainer.student_step()
+    result = {
+        "losses": losses,
+        "grads": grads,
+        "world_size": torch.tensor(ctx.world_size),
+        "graphs": torch.tensor(counters["stats"]["unique_graphs"]),
+        "graph_breaks": torch.tensor(sum(counters["graph_break"].values())),
+    }
     shutdown(ctx)
     return result
 
 
 if __name__ == "__main__":
-    result = probe(sys.argv[1], sys.argv[2] + ".run")
+    result = probe(sys.argv[1], sys.argv[2] + ".run", sys.argv[3])
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save(result, sys.argv[2])
