@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddad_fast.checkpoint import load_checkpoint
 from ddad_fast.distill_config import DistillConfig
 from ddad_fast.teacher import TeacherConfig, train_teacher
 
@@ -35,6 +36,22 @@ TINY_DISTILL = DistillConfig(
     progress=False,
     schedule="none",  # the constant rate the tests' thresholds were measured with
 )
+
+
+def run_weights(last_pt: Path) -> dict[str, torch.Tensor]:
+    """The student's and the generator's weights in a distillation run's last.pt."""
+    ckpt = load_checkpoint(last_pt)
+    return {
+        **{f"student.{k}": v for k, v in ckpt["model"]["state_dict"].items()},
+        **{f"generator.{k}": v for k, v in ckpt["generator"].items()},
+    }
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """The same keys and bit-equal tensors."""
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def distill_argv(cfg: DistillConfig) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import distill_argv
+from conftest import assert_same_tensors, distill_argv, run_weights
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint
@@ -135,8 +135,13 @@ def test_torchrun_two_ranks_runs_ddad_like_one_process(tiny_distill, tmp_path, o
 
 
 @needs_gloo
-def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(tiny_distill, tmp_path, one_thread):
-    cfg = dataclasses.replace(tiny_distill, out_dir=str(tmp_path / "run"), epochs=500)
+@pytest.mark.parametrize("backend", ["eager", "fast"])
+def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(
+    backend, tiny_distill, tmp_path, one_thread
+):
+    cfg = dataclasses.replace(
+        tiny_distill, out_dir=str(tmp_path / "run"), epochs=500, backend=backend
+    )
     python = " ".join(map(shlex.quote, [sys.executable, "-m", "ddad_fast", *distill_argv(cfg)]))
     # Each worker runs under a shell that records its exit status (the shell outlives the signal).
     worker = f"trap : TERM; {python}; echo $? > {tmp_path}/rc.$RANK"
@@ -150,7 +155,7 @@ def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(tiny_distill, tm
         text=True,
     )
     metrics = Path(cfg.out_dir) / "metrics.csv"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # two ranks compiling on two cores: about a minute
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2):  # one epoch done
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
         time.sleep(0.05)
@@ -164,3 +169,25 @@ def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(tiny_distill, tm
     # One process goes on from the 2-rank checkpoint (its noise reseeded)
     trainer = build_trainer(dataclasses.replace(cfg, resume=True))
     assert trainer.fit(stop_after=1).epochs == last["epoch"] + 1
+
+
+@needs_gloo
+@pytest.mark.parametrize("backend", ["eager", "fast"])
+def test_kill_9_of_every_rank_then_torchrun_resume_ends_as_an_uninterrupted_run(
+    backend, tiny_distill, tmp_path, one_thread
+):
+    cfg = dataclasses.replace(tiny_distill, backend=backend)
+    straight = dataclasses.replace(cfg, out_dir=str(tmp_path / "straight"))
+    assert _torchrun(["-m", "ddad_fast", *distill_argv(straight)], tmp_path).returncode == 0
+    run = dataclasses.replace(cfg, out_dir=str(tmp_path / "run"))
+    n = cfg.epoch_iters + 2  # every rank dies by SIGKILL after its 6th generator step (epoch 2)
+    fault = [str(TESTS / "fault_driver.py"), "kill-at-step", str(n), *distill_argv(run)]
+    killed = _torchrun(fault, tmp_path)
+    assert killed.returncode != 0 and "fault: 6 steps done" in killed.stderr
+    assert load_checkpoint(Path(run.out_dir) / "last.pt")["epoch"] == 1  # epoch 2 is lost
+    resumed = _torchrun(["-m", "ddad_fast", *distill_argv(dataclasses.replace(run, resume=True))],
+                        tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ours, theirs = Path(run.out_dir) / "last.pt", Path(straight.out_dir) / "last.pt"
+    assert load_checkpoint(ours)["epoch"] == cfg.epochs
+    assert_same_tensors(run_weights(ours), run_weights(theirs))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DISTILL, distill_argv
+from conftest import TINY_DISTILL, assert_same_tensors, distill_argv, run_weights
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint, save_atomic
@@ -40,20 +40,6 @@ def _driver(fault: str, n: int, cfg, timeout: int = 300) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
-
-
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = load_checkpoint(path)
-    return {
-        **{f"student.{k}": v for k, v in ckpt["model"]["state_dict"].items()},
-        **{f"generator.{k}": v for k, v in ckpt["generator"].items()},
-    }
-
-
-def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +91,9 @@ def test_kill_9_then_resume_loses_at_most_one_epoch(seed, straight, tmp_path, on
     _resume_to_the_end(cfg)
     final = load_checkpoint(out / "last.pt")
     assert final["epoch"] == cfg.epochs
-    _assert_same(_weights(out / "last.pt"), _weights(Path(straight.out_dir) / "last.pt"))
+    assert_same_tensors(
+        run_weights(out / "last.pt"), run_weights(Path(straight.out_dir) / "last.pt")
+    )
     assert [r["epoch"] for r in _metrics(cfg)] == [1, 2, 3]
     assert _metrics(cfg) == _metrics(straight)
     assert not list(out.glob(".*.tmp"))  # the next start removed the torn temporary
@@ -128,8 +116,8 @@ def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_exactly(straight, tmp
     last = load_checkpoint(Path(cfg.out_dir) / "last.pt")
     assert (last["epoch"], last["iteration"]) == (1, 2)  # nothing lost: the step it was at
     _resume_to_the_end(cfg)
-    _assert_same(
-        _weights(Path(cfg.out_dir) / "last.pt"), _weights(Path(straight.out_dir) / "last.pt")
+    assert_same_tensors(
+        run_weights(Path(cfg.out_dir) / "last.pt"), run_weights(Path(straight.out_dir) / "last.pt")
     )
     assert _metrics(cfg) == _metrics(straight)
 
@@ -187,7 +175,7 @@ def test_a_nan_in_the_generator_is_rolled_back_and_survived(
     err = capsys.readouterr().err
     assert "non-finite loss at step 7 (epoch 2, iteration 3): student loss" in err
     assert "generator loss nan" in err and "rolled back to step 6 (retry 1 of 3)" in err
-    assert all(torch.isfinite(v).all() for v in _weights(Path(cfg.out_dir) / "last.pt").values())
+    assert all(torch.isfinite(v).all() for v in run_weights(Path(cfg.out_dir) / "last.pt").values())
     rows = read_metrics(Path(cfg.out_dir) / "metrics.csv")
     assert all(all(map(torch.isfinite, map(torch.tensor, r.values()))) for r in rows)
 
@@ -393,4 +381,4 @@ def test_check_models_fit_leaves_no_trace(tiny_distill):
     state = torch.get_rng_state()
     trainer = DDADTrainer(cfg, teacher, student, generator, test_set, info)
     assert torch.equal(torch.get_rng_state(), state) and trainer.student.training
-    _assert_same(before, student.state_dict())
+    assert_same_tensors(before, student.state_dict())
