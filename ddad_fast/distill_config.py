@@ -61,6 +61,7 @@ class DistillConfig:
     lambda_activation: float = 0.0  # DAFL activation term (off by default)
     center_logits: bool = False  # L1 between logits less each pixel's mean over classes
     seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
+    sync_bn: bool = False  # torchrun on GPUs: SyncBatchNorm in student and generator (DFAD: off)
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt

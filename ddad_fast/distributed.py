@@ -124,6 +124,24 @@ def _context(owns: bool) -> DistContext:
     )
 
 
+def sync_batchnorm(
+    student: nn.Module, generator: nn.Module, device: torch.device, ctx: DistContext, ops: Any
+) -> tuple[nn.Module, nn.Module]:
+    """The student and the generator with their BatchNorm layers made torch's SyncBatchNorm
+    (statistics over every rank's batch); refused in one line where it cannot run: on CPU
+    (SyncBatchNorm has CUDA kernels only), and for a compiled backend on several ranks (its
+    collectives are not traceable in one full graph)."""
+    if device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA GPUs (torch's SyncBatchNorm has no CPU kernels)")
+    if ctx.distributed and ops.compile:
+        raise ConfigError(
+            f"sync_bn with --backend {ops.name} on several ranks: SyncBatchNorm's collectives "
+            "break torch.compile's full graph; use --backend eager with --sync-bn"
+        )
+    convert = nn.SyncBatchNorm.convert_sync_batchnorm
+    return convert(student), convert(generator)
+
+
 BUCKET_BYTES = 25 * 2**20  # gradients per all-reduce, as DDP's default bucket
 
 

@@ -36,6 +36,7 @@ from .distributed import (
     global_bn_stats_loss,
     per_rank_batch,
     rank_device,
+    sync_batchnorm,
 )
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
@@ -93,6 +94,8 @@ class DDADTrainer:
         self.device = rank_device(cfg.device, dist)
         self.ops = ops or get_backend(cfg.backend)
         self.task = get_task(cfg.task)
+        if cfg.sync_bn:
+            student, generator = sync_batchnorm(student, generator, self.device, dist, self.ops)
         # One input channel: strides fit NCHW and NHWC alike, and on CUDA torch.compile's layout
         # for the first convolution's output then differs from cuDNN's (its stride assertion
         # fails); such models stay in NCHW.

@@ -16,11 +16,14 @@ from conftest import assert_same_tensors, distill_argv, run_weights
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint
+from ddad_fast.data import load_dataset
 from ddad_fast.distributed import SINGLE, DistContext, global_bn_stats_loss, per_rank_batch
 from ddad_fast.errors import ConfigError
 from ddad_fast.losses import bn_stats_loss
 from ddad_fast.metrics import read_metrics
 from ddad_fast.model_io import load_model
+from ddad_fast.models import Generator, build_model
+from ddad_fast.trainer import DDADTrainer
 
 TESTS = Path(__file__).parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -64,6 +67,16 @@ def test_the_global_batch_is_shared_evenly():
         per_rank_batch(250, DistContext(world_size=4))
     with pytest.raises(ConfigError, match="leaves 1 image per rank"):
         per_rank_batch(4, DistContext(world_size=4))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_sync_bn_is_refused_on_cpu_in_one_line(tiny_distill, world_size):
+    _, test_set, info = load_dataset("digits")
+    cfg = dataclasses.replace(tiny_distill, sync_bn=True)
+    models = (build_model("smallcnn", 10, 1, 8), build_model("tinycnn", 10, 1, 8))
+    generator = Generator(cfg.nz, cfg.ngf, 1, 8)
+    with pytest.raises(ConfigError, match="sync_bn needs CUDA GPUs"):
+        DDADTrainer(cfg, *models, generator, test_set, info, dist=DistContext(0, world_size))
 
 
 @needs_gloo
