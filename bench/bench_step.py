@@ -15,14 +15,26 @@ on CPU (fp32 1024^3 matmul, a 256 MiB copy). ``--profile PATH`` profiles one fas
 the timed ones and writes its top 10 kernels by CUDA time (CPU: ops by self CPU time) to PATH as a
 Markdown table.
 
+``--nproc N`` measures the same iteration again under ``torchrun --nproc_per_node N`` (gloo on CPU,
+NCCL on GPUs), the global batch shared among the ranks as ``ddad distill`` shares it: images/s in
+total and per rank, and the scaling efficiency, total images/s over N times one process's. On a
+machine with fewer cores (or GPUs) than ranks, the ranks share them: the figure then checks that
+the distributed step runs and what its communication costs there, not how it scales.
+
 Appends to bench/results.csv (or ``--csv``), prints a table and ends with exactly one line
-``step: fast/eager speedup <x>x (<teacher>-><student>, bs <b>, <device>)``.
+``step: fast/eager speedup <x>x (<teacher>-><student>, bs <b>, <device>)`` (with ``--nproc``, a
+line ``step: N-rank scaling efficiency ...`` before it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddad_fast.backends import get_backend
 from ddad_fast.data import DatasetInfo
 from ddad_fast.distill_config import DistillConfig
+from ddad_fast.distributed import SINGLE, DistContext, init_distributed, shutdown
 from ddad_fast.models import Generator, build_model
 from ddad_fast.trainer import DDADTrainer
 
@@ -56,8 +69,11 @@ DEFAULTS = {
 }
 
 
-def make_trainer(backend: str, device: str, setting: dict) -> DDADTrainer:
-    """A trainer on random-init models (speed does not depend on the teacher's weights)."""
+def make_trainer(
+    backend: str, device: str, setting: dict, dist: DistContext = SINGLE
+) -> DDADTrainer:
+    """A trainer on random-init models (speed does not depend on the teacher's weights); under
+    torchrun (``dist``) each rank gets its share of the batch."""
     setting = {**DEFAULTS, **setting}
     size, channels, classes = setting["image_size"], setting["channels"], setting["classes"]
     torch.manual_seed(0)
@@ -77,7 +93,7 @@ def make_trainer(backend: str, device: str, setting: dict) -> DDADTrainer:
     teacher = build_model(setting["teacher"], classes, channels, size)
     student = build_model(setting["student"], classes, channels, size)
     generator = Generator(cfg.nz, cfg.ngf, channels, size)
-    return DDADTrainer(cfg, teacher, student, generator, [], info, get_backend(backend))
+    return DDADTrainer(cfg, teacher, student, generator, [], info, get_backend(backend), dist)
 
 
 def iteration(trainer: DDADTrainer) -> torch.Tensor:
@@ -92,7 +108,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(device: str, setting: dict) -> tuple[dict[str, dict], dict[str, DDADTrainer]]:
+def measure(
+    device: str, setting: dict, dist: DistContext = SINGLE
+) -> tuple[dict[str, dict], dict[str, DDADTrainer]]:
     """Per backend: median and spread of an iteration's seconds, and peak memory (MB); and the
     trainers, warmed up.
 
@@ -109,7 +127,7 @@ def measure(device: str, setting: dict) -> tuple[dict[str, dict], dict[str, DDAD
             sync(device)
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        trainers[backend] = make_trainer(backend, device, setting)
+        trainers[backend] = make_trainer(backend, device, setting, dist)
         for _ in range(setting.get("warmup", DEFAULTS["warmup"])):
             iteration(trainers[backend])  # compile, autotune and CUDA-graph capture happen here
         sync(device)
@@ -225,6 +243,53 @@ def profile_iteration(trainer: DDADTrainer, device: str, path: Path, top: int = 
     return text
 
 
+WORKER_ARGV = "BENCH_STEP_WORKER_ARGV"  # a torchrun worker's arguments, as a JSON list
+
+
+def rank_worker(device: str, setting: dict, out: Path) -> None:
+    """Under torchrun: every rank times the iterations; rank 0 writes each backend's slowest
+    rank's median seconds per iteration to ``out`` (JSON)."""
+    ctx = init_distributed(device)
+    measured, _ = measure(device, setting, ctx)
+    medians = [measured[b]["median_s"] for b in ("eager", "fast")]
+    every = [None] * ctx.world_size
+    torch.distributed.all_gather_object(every, medians, group=ctx.cpu_group)
+    if ctx.is_main:
+        slowest = [max(rank[i] for rank in every) for i in range(2)]
+        out.write_text(json.dumps({"eager": slowest[0], "fast": slowest[1], "nproc": len(every)}))
+    shutdown(ctx)
+
+
+def scaling_rows(single: list[dict], nproc: int, argv: list[str]) -> list[dict]:
+    """The iteration under ``torchrun --nproc_per_node nproc`` (this script with ``argv``), one
+    row per backend beside ``single``'s: images/s in total and per rank, and the scaling
+    efficiency (total over ``nproc`` times one process's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ranks.json"
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        # The arguments travel in the environment: torchrun's parser would take --nproc for its own.
+        env[WORKER_ARGV] = json.dumps([*argv, "--rank-json", str(out)])
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        subprocess.run([*command, f"--nproc_per_node={nproc}", __file__], env=env, check=True)
+        seconds = json.loads(out.read_text())
+    rows = []
+    for row in single:
+        images = row["images_per_s"] / row["it_per_s"]  # the global batch's images per iteration
+        total = images / seconds[row["backend"]]
+        rows.append(
+            {
+                **{k: row[k] for k in ("bench", "backend", "pair", "batch", "image")},
+                "nproc": nproc,
+                "it_per_s": 1 / seconds[row["backend"]],
+                "images_per_s": total,
+                "images_per_s_per_rank": total / nproc,
+                "scaling_efficiency": total / (nproc * row["images_per_s"]),
+                **{k: row[k] for k in ("device", "torch", "triton", "commit")},
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -249,7 +314,10 @@ def main() -> None:
         help="reference bf16 matmul peak of the GPU, for the share of it a step achieves",
     )
     parser.add_argument("--profile", type=Path, help="write the top kernels of a fast iteration")
-    args = parser.parse_args()
+    parser.add_argument("--nproc", type=int, default=1, help="also under torchrun, N ranks")
+    parser.add_argument("--rank-json", type=Path, help=argparse.SUPPRESS)  # a torchrun worker
+    worker_argv = os.environ.get(WORKER_ARGV)
+    args = parser.parse_args(None if worker_argv is None else json.loads(worker_argv))
     cuda = args.device.startswith("cuda")
     setting = dict(SETTINGS["cuda" if cuda else "cpu"])
     for key, value in (
@@ -268,6 +336,9 @@ def main() -> None:
         nz=args.nz,
         ngf=args.ngf,
     )
+    if args.rank_json is not None:
+        rank_worker(args.device, setting, args.rank_json)
+        return
     if args.profile is not None:
         prepare_profiler(args.device)
     flops = iteration_flops(args.device, setting)
@@ -312,7 +383,10 @@ def main() -> None:
             if cuda:
                 row["ref_peak_tflops"] = args.ref_peak_tflops
                 row["pct_ref_peak"] = 100 * row["tflops"] / args.ref_peak_tflops
-    append_results(rows, args.csv)
+    scaling = []
+    if args.nproc > 1:
+        scaling = scaling_rows(rows, args.nproc, [*sys.argv[1:], "--nproc", "1"])
+    append_results(rows + scaling, args.csv)
     print(f"one iteration = {flops / 1e9:.2f} GFLOP (conv+matmul, fwd+bwd, counted eagerly)")
     for line in peak_lines:
         print(line)
@@ -321,6 +395,16 @@ def main() -> None:
     columns = ["backend", "pair", "batch", "it_per_s", "spread_ms", "images_per_s", "tflops"]
     columns += ["peak_mb"] + (["bf16_peak_fraction", "pct_ref_peak"] if cuda else [])
     print_table(rows, columns)
+    if scaling:
+        print()
+        print_table(
+            [{**r, "nproc": 1, "images_per_s_per_rank": r["images_per_s"],
+              "scaling_efficiency": 1.0} for r in rows] + scaling,
+            ["backend", "nproc", "it_per_s", "images_per_s", "images_per_s_per_rank",
+             "scaling_efficiency"],
+        )  # fmt: skip
+        efficiency = ", ".join(f"{r['backend']} {r['scaling_efficiency']:.2f}" for r in scaling)
+        print(f"step: {args.nproc}-rank scaling efficiency {efficiency} ({args.device})")
     speedup = rows[1]["it_per_s"] / rows[0]["it_per_s"]
     print(
         f"step: fast/eager speedup {speedup:.2f}x ({rows[0]['pair']}, "
