@@ -18,8 +18,9 @@
 #   5   bench/parity.py: fast vs eager, 2 seeds x 360 steps on digits, final accuracy and
 #       discrepancy side by side
 #   6   the top 10 kernels of one fast iteration (torch.profiler, in step 4's process)
-#   7a  `torchrun --nproc_per_node=1 -m ddad_fast distill ... --device cuda --backend eager`
-#   7b  a one-rank NCCL process group: the collectives and DDP the trainer uses
+#   7a  `torchrun --nproc_per_node=1 -m ddad_fast distill ... --device cuda --backend fast`
+#   7b  a one-rank NCCL process group: the collectives the trainer uses, then three iterations of
+#       the fast backend (CUDA graphs) in it
 # They run in the order 1, 2, 4, 6, 5, 7a, 7b, 3a, 3b, so that a spent budget costs the op
 # benchmarks first. Each step's limit is cut to what is left of GPU_CHECK_BUDGET_S (450 s; 400 s
 # in a dry run); a step with no time left is recorded as SKIPPED. GPU_CHECK_STEPS (say "1 2 5")
@@ -197,7 +198,7 @@ step_torchrun() {
     fi
     "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 -m ddad_fast distill \
         --teacher-ckpt "$teacher" --student tinycnn --dataset digits --epochs 2 --epoch-iters 5 \
-        --student-steps 2 --batch-size 32 --nz 16 --ngf 8 --device "$DEV" --backend eager \
+        --student-steps 2 --batch-size 32 --nz 16 --ngf 8 --device "$DEV" --backend fast \
         --no-progress --out-dir "$OUT/torchrun" &&
         test -s "$OUT/torchrun/last.pt"
 }
@@ -219,9 +220,9 @@ run_step 2 "CUDA tests (test_l1, test_bn_stats; -k cuda)" 150 bash -c step_tests
 run_step 4 "bench_step: eager fp32 vs fast" 300 bash -c step_step
 run_step 6 "top 10 kernels of a fast iteration (step 4's profile)" 15 bash -c step_profile
 run_step 5 "parity: fast vs eager on digits" 180 bash -c step_parity
-run_step 7a "torchrun, 1 rank: ddad distill --backend eager" 90 bash -c step_torchrun
+run_step 7a "torchrun, 1 rank: ddad distill --backend fast" 120 bash -c step_torchrun
 run_step 7b "torchrun, 1 rank: process group ($([[ $DEV == cuda ]] && echo NCCL || echo gloo))" \
-    60 bash -c step_process_group
+    150 bash -c step_process_group
 run_step 3a "bench_bn_stats" 120 bash -c step_bn_stats
 run_step 3b "bench_l1" 120 bash -c step_l1
 
