@@ -72,19 +72,24 @@ def make_inputs(shape, dtype, device):
     return t.requires_grad_(), s.requires_grad_()
 
 
-def timed_fns(loss_fn, t, s):
-    """mode -> zero-argument function timing that mode of loss_fn."""
-    graph_loss = loss_fn(t, s)  # a graph for the backward-only timing
+def timed_fns(loss_fn, t, s, backward_alone: bool):
+    """mode -> zero-argument function timing that mode of loss_fn; "bwd" only with
+    ``backward_alone`` (its autograd graph, made here, must not be alive during a CUDA graph
+    capture: the capture then fails on the streams of t's and s's gradient accumulators)."""
 
     def fwd():
         with torch.no_grad():
             return loss_fn(t, s)
 
-    def bwd():
-        return torch.autograd.grad(graph_loss, (t, s), retain_graph=True)
-
     def both():
         return torch.autograd.grad(loss_fn(t, s), (t, s))
+
+    if not backward_alone:
+        return {"fwd": fwd, "fwd+bwd": both}
+    graph_loss = loss_fn(t, s)
+
+    def bwd():
+        return torch.autograd.grad(graph_loss, (t, s), retain_graph=True)
 
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": both}
 
@@ -130,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             shape_name = "x".join(map(str, shape))
             ms: dict[tuple[str, str], float] = {}
             for provider in providers:
-                for mode, fn in timed_fns(fns[provider], t, s).items():
-                    if graphs and mode == "bwd":
-                        continue
+                for mode, fn in timed_fns(fns[provider], t, s, not graphs).items():
                     median, iqr = time_ms(fn, args.device, args.repeats, cuda_graph=graphs)
                     ms[provider, mode] = median
                     gbps = traffic_bytes(t.numel(), t.element_size(), mode) / median / 1e6
