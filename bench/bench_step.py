@@ -73,7 +73,9 @@ def make_trainer(
     backend: str, device: str, setting: dict, dist: DistContext = SINGLE
 ) -> DDADTrainer:
     """A trainer on random-init models (speed does not depend on the teacher's weights); under
-    torchrun (``dist``) each rank gets its share of the batch."""
+    torchrun (``dist``) each rank gets its share of the batch. ``backend`` ``<name>+replay``:
+    that backend with a replay memory of ``setting["replay"]`` samples."""
+    backend, _, replay = backend.partition("+")
     setting = {**DEFAULTS, **setting}
     size, channels, classes = setting["image_size"], setting["channels"], setting["classes"]
     torch.manual_seed(0)
@@ -88,6 +90,7 @@ def make_trainer(
         ngf=setting["ngf"],
         device=device,
         backend=backend,
+        replay=setting.get("replay", 0) if replay else 0,
         progress=False,
     )
     teacher = build_model(setting["teacher"], classes, channels, size)
@@ -96,10 +99,15 @@ def make_trainer(
     return DDADTrainer(cfg, teacher, student, generator, [], info, get_backend(backend), dist)
 
 
+def backends(setting: dict) -> tuple[str, ...]:
+    """The backends timed: eager and fast, and each with replay when ``setting["replay"]``."""
+    return ("eager", "fast") + (("eager+replay", "fast+replay") if setting.get("replay") else ())
+
+
 def iteration(trainer: DDADTrainer) -> torch.Tensor:
     """One DDAD iteration: the student steps, then the generator step (as the loop runs them)."""
-    for _ in range(trainer.cfg.student_steps):
-        trainer.student_step()
+    for k in range(trainer.cfg.student_steps):
+        trainer.student_step(trainer.replays(k))
     return trainer.generator_step()
 
 
@@ -122,7 +130,7 @@ def measure(
     """
     cuda = device.startswith("cuda")
     trainers, result = {}, {}
-    for backend in ("eager", "fast"):
+    for backend in backends(setting):
         if cuda:
             sync(device)
             base = torch.cuda.memory_allocated()
@@ -149,9 +157,12 @@ def measure(
     return result, trainers
 
 
-def iteration_flops(device: str, setting: dict) -> int:
-    """FLOPs of one eager iteration (convolutions and matmuls, forward and backward)."""
-    trainer = make_trainer("eager", device, setting)
+def iteration_flops(device: str, setting: dict, backend: str = "eager") -> int:
+    """FLOPs of one iteration of the eager loop (convolutions and matmuls, forward and backward);
+    ``backend`` ``eager+replay``: of one with its replay memory already holding a batch."""
+    trainer = make_trainer(backend, device, setting)
+    if trainer.memory is not None:
+        iteration(trainer)  # fills the memory: the counted iteration replays
     with FlopCounterMode(display=False) as counter:
         iteration(trainer)
     return counter.get_total_flops()
@@ -273,7 +284,7 @@ def scaling_rows(single: list[dict], nproc: int, argv: list[str]) -> list[dict]:
         subprocess.run([*command, f"--nproc_per_node={nproc}", __file__], env=env, check=True)
         seconds = json.loads(out.read_text())
     rows = []
-    for row in single:
+    for row in (r for r in single if r["backend"] in seconds):
         images = row["images_per_s"] / row["it_per_s"]  # the global batch's images per iteration
         total = images / seconds[row["backend"]]
         rows.append(
@@ -315,6 +326,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="write the top kernels of a fast iteration")
     parser.add_argument("--nproc", type=int, default=1, help="also under torchrun, N ranks")
+    parser.add_argument(
+        "--replay", type=int, default=0, help="also each backend with a memory of N samples"
+    )
     parser.add_argument("--rank-json", type=Path, help=argparse.SUPPRESS)  # a torchrun worker
     worker_argv = os.environ.get(WORKER_ARGV)
     args = parser.parse_args(None if worker_argv is None else json.loads(worker_argv))
@@ -335,6 +349,7 @@ def main() -> None:
         warmup=args.warmup,
         nz=args.nz,
         ngf=args.ngf,
+        replay=args.replay,
     )
     if args.rank_json is not None:
         rank_worker(args.device, setting, args.rank_json)
@@ -342,6 +357,7 @@ def main() -> None:
     if args.profile is not None:
         prepare_profiler(args.device)
     flops = iteration_flops(args.device, setting)
+    replay_flops = iteration_flops(args.device, setting, "eager+replay") if args.replay else 0
     images = setting["batch_size"] * (DistillConfig.student_steps + 1)
     env = environment(args.device)
     rows = []
@@ -358,7 +374,7 @@ def main() -> None:
                 "it_per_s": 1 / m["median_s"],
                 "spread_ms": 1e3 * m["spread_s"],
                 "images_per_s": images / m["median_s"],
-                "tflops": flops / m["median_s"] / 1e12,
+                "tflops": (replay_flops if "replay" in backend else flops) / m["median_s"] / 1e12,
                 "peak_mb": m["peak_mb"],
                 **env,
             }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,20 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save ``obj`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
 
     A crash or kill at any moment leaves either the previous file or the new one, never a torn one.
+    The file gets the permissions of any other new file (0666 less the umask: 0644 with the usual
+    umask), not the owner-only ones of ``tempfile.mkstemp``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -53,6 +55,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -144,6 +148,17 @@ def changed_settings(
     """
     before = {k: saved.get(k, defaults.get(k)) for k in now}
     return {k: (before[k], v) for k, v in now.items() if k not in may_change and before[k] != v}
+
+
+def resume_may_change(
+    may_change: frozenset[str], saved: dict[str, Any], done: int, epochs: int
+) -> frozenset[str]:
+    """The settings a resumption may change: ``may_change``, and ``epochs`` when the saved run
+    (config ``saved``, ``done`` epochs finished) ended and ``epochs`` asks for more, which extends
+    it. Its schedules then go on as saved: a step schedule stays at its last rate, a cosine one
+    rises again as torch's CosineAnnealingLR does past its end."""
+    extends = done >= saved.get("epochs", done + 1) and epochs > done
+    return may_change | {"epochs"} if extends else may_change
 
 
 def check_same_settings(

@@ -13,6 +13,8 @@ import re
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from .batching import accuracy
 from .builder import build_trainer
@@ -23,7 +25,10 @@ from .distill_config import DistillConfig
 from .distributed import resolve_device, shutdown
 from .errors import DDADError
 from .model_io import load_model
+from .run_folder import check_out_dir
 from .seg_metrics import evaluate_segmentation
+from .setting_checks import check_device, check_image_size
+from .signals import INTERRUPTED_STATUS, Stopped, stop_line, stop_status
 from .tasks import TASK_NAMES, check_task
 from .teacher import TeacherConfig, train_teacher
 
@@ -33,6 +38,10 @@ def _field_comments(cls: type) -> dict[str, str]:
     pattern = re.compile(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$")
     return {m[1]: m[2] for m in map(pattern.match, inspect.getsource(cls).splitlines()) if m}
 
+
+OVERWRITE_HELP = (
+    "replace the run out_dir holds (its files stay as they are until this run's first checkpoint)"
+)
 
 # The public DFAD script's flag names, accepted by `ddad distill` as aliases.
 DFAD_ALIASES = {
@@ -67,45 +76,56 @@ def config_from_args(cls: type, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like the command's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ddad: error: {message} (see {self.prog} --help)\n")
+
+
 def _cmd_teacher(args: argparse.Namespace) -> None:
     cfg = config_from_args(TeacherConfig, args)
+    cfg.validate()
+    check_out_dir(cfg.out_dir, cfg.resume, args.overwrite)
     acc = train_teacher(cfg)
     score = "mIoU" if cfg.task == "seg" else "accuracy"
     print(f"teacher {cfg.model} on {cfg.dataset}: test {score} {acc:.2f}% -> {cfg.out_dir}")
 
 
-def _cmd_distill(args: argparse.Namespace) -> None:
+def _cmd_distill(args: argparse.Namespace) -> int:
     cfg = config_from_args(DistillConfig, args)
+    cfg.validate()
+    check_out_dir(cfg.out_dir, cfg.resume, args.overwrite)
     trainer = build_trainer(cfg)
     result = trainer.fit()
     shutdown(trainer.dist)  # a clean exit of every torchrun rank (barrier, then destroy)
-    if not trainer.dist.is_main:
-        return
     if result.stopped:
         where = (
             f"at epoch {result.epochs + 1}, iteration {result.iteration}"
             if result.iteration
             else f"after epoch {result.epochs}"
         )
-        print(
-            f"distill: stopped by {result.stopped} {where}; {cfg.out_dir}/last.pt is written: "
-            "run the same command with --resume to continue"
-        )
-        return
+        if trainer.dist.is_main:
+            print(stop_line("distill", result.stopped, where, Path(cfg.out_dir) / "last.pt"))
+        return stop_status(result.stopped)
+    if not trainer.dist.is_main:
+        return 0
     score = "mIoU " if cfg.task == "seg" else ""
     print(
         f"distill: teacher {score}{result.teacher_acc:.2f}% student {score}{result.final_acc:.2f}% "
         f"(best {result.best_acc:.2f}%) after {result.epochs} epochs, {result.seconds:.0f}s "
         f"-> {cfg.out_dir}"
     )
+    return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     check_task(args.task, {"model": args.model} if args.model else None, args.dataset)
+    check_image_size(args.image_size)
+    check_device(args.device)
     _, test_set, info = load_dataset(args.dataset, args.data_root, args.image_size)
-    model, record = load_model(
-        args.ckpt, args.model, info.num_classes, info.in_channels, info.image_size, args.task
-    )
+    facts = info.num_classes, info.in_channels, info.image_size
+    model, record = load_model(args.ckpt, args.model, *facts, args.task, name_flag="--model")
     device = resolve_device(args.device)
     where = f"eval: {record['model']} from {args.ckpt} on {info.name} test:"
     if args.task == "cls":
@@ -127,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ddad",
         description="Data-free distillation by Dual Discriminator Adversarial Distillation.",
     )
@@ -135,10 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teacher", help="train a teacher on a real dataset")
     add_config_flags(p, TeacherConfig)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=_cmd_teacher)
 
     p = sub.add_parser("distill", help="distill a student from a teacher, without data")
     add_config_flags(p, DistillConfig, DFAD_ALIASES)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=_cmd_distill)
 
     p = sub.add_parser("eval", help="test accuracy (or mIoU) of a saved model")
@@ -166,11 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; a user error prints one line ``ddad: error: ...`` and returns 2."""
+    """Run the command; a user error prints one line ``ddad: error: ...`` and returns 2.
+
+    A run stopped by a signal prints how to continue and returns ``signals.stop_status`` (130
+    after Ctrl-C, 0 after SIGTERM); a second Ctrl-C, or one outside a run's loop, prints one line
+    and returns 130.
+    """
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
+    except Stopped as e:
+        print(e)
+        return stop_status(e.signal_name)
+    except KeyboardInterrupt:
+        print("ddad: interrupted; the last checkpoint written stays whole", file=sys.stderr)
+        return INTERRUPTED_STATUS
     except DDADError as e:
         print(f"ddad: error: {e}", file=sys.stderr)
         return 2
-    return 0

@@ -6,8 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .backends import get_backend
 from .errors import ConfigError
 from .optimizers import check_optimizer
+from .schedules import check_schedule
+from .setting_checks import (
+    check_at_least,
+    check_device,
+    check_finite,
+    check_image_size,
+    check_momentum,
+    check_non_negative,
+)
 from .tasks import get_task
 
 # Settings that may change between a run and its resumption; every other one must match.
@@ -62,41 +72,44 @@ class DistillConfig:
     center_logits: bool = False  # L1 between logits less each pixel's mean over classes
     seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
     sync_bn: bool = False  # torchrun on GPUs: SyncBatchNorm in student and generator (DFAD: off)
+    replay: int = 0  # samples in the replay memory (0: off, every student step on fresh images)
+    replay_fresh: int = 1  # with replay: the first N student steps of an iteration use fresh images
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt
     progress: bool = True  # tqdm bars
 
     def validate(self) -> None:
-        """Raise ConfigError on settings that cannot work."""
-        for name in (
-            "epochs",
-            "epoch_iters",
-            "student_steps",
-            "batch_size",
-            "nz",
-            "ngf",
-            "check_every",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in (
+        """Raise ConfigError on settings that cannot work, before any data or model loads."""
+        check_finite(self)
+        names = "epochs", "epoch_iters", "student_steps", "batch_size", "nz", "ngf", "check_every"
+        check_at_least(self, 1, *names)
+        check_non_negative(
+            self,
             "lr_student",
             "lr_generator",
+            "weight_decay",
             "lambda_bn",
             "lambda_onehot",
             "lambda_entropy",
             "lambda_adv",
             "lambda_activation",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+            "nan_retries",
+        )
+        check_momentum(self.momentum)
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")
         check_optimizer("student_optimizer", self.student_optimizer)
-        if self.nan_retries < 0:
-            raise ConfigError(f"nan_retries must be non-negative, got {self.nan_retries}")
-        get_task(self.task)
+        check_schedule(self.schedule, self.step_every)
+        get_backend(self.backend)
+        check_image_size(self.image_size, get_task(self.task).size_multiple)
+        check_device(self.device)
+        check_non_negative(self, "replay", "replay_fresh")
+        if self.replay and self.replay_fresh >= self.student_steps:
+            raise ConfigError(
+                f"replay_fresh {self.replay_fresh} leaves none of the {self.student_steps} student "
+                "steps to replay: give fewer fresh steps, or no --replay"
+            )
         if self.seg_generator_bn and self.task != "seg":
             raise ConfigError(
                 "seg_generator_bn applies to --task seg only (the classification generator, "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, load_state_strict
@@ -28,6 +30,17 @@ def model_record(
         "state_dict": model.state_dict(),
         **extra,
     }
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A hash of ``model``'s state_dict: names, dtypes, shapes and values, whatever the device
+    and memory layout, so the same weights hash the same from any file and on any device."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        values = tensor.detach().cpu().contiguous()
+        digest.update(f"{name} {values.dtype} {tuple(values.shape)}\n".encode())
+        digest.update(values.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _strip_module_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -55,6 +68,7 @@ def load_model(
     in_channels: int | None = None,
     image_size: int | None = None,
     task: str | None = None,
+    name_flag: str = "--teacher",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from ``path`` and check it against what the caller needs.
 
@@ -62,6 +76,7 @@ def load_model(
     ``model`` entry) and published raw state_dicts (bare, or under ``state_dict``/``model``, with or
     without a ``module.`` prefix), for which ``name`` and the shape facts must be given.
     ``task`` (cls or seg), when given, refuses a model made for the other task first.
+    ``name_flag``: the caller's flag for ``name``, which the error for a bare state_dict names.
     Returns (model in eval mode, the record without its weights).
     """
     path = Path(path)
@@ -89,7 +104,7 @@ def load_model(
             raise CheckpointError(f"{path} is neither a ddad_fast checkpoint nor a state_dict")
         if name is None or num_classes is None:
             raise ConfigError(
-                f"{path} is a bare state_dict: name its architecture (e.g. --teacher resnet34) "
+                f"{path} is a bare state_dict: name its architecture (e.g. {name_flag} resnet34) "
                 "and the dataset so the model can be built"
             )
         if task is not None:

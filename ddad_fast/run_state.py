@@ -3,7 +3,9 @@ student's record that ``best.pt`` and ``last.pt`` hold, written and read for ``D
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import math
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from .checkpoint import (
     check_same_settings,
     load_checkpoint,
     load_state_strict,
+    resume_may_change,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -20,12 +23,26 @@ from .checkpoint import (
 from .distill_config import RESUMABLE_CHANGES, settings_before
 from .distributed import gather_to_all
 from .errors import CheckpointError
-from .model_io import model_record
+from .model_io import model_record, weights_sha256
 
 if TYPE_CHECKING:
     from .trainer import DDADTrainer
 
 DISTILL_KIND = "ddad_fast.distill"
+
+
+@dataclass
+class RunProgress:
+    """What ``last.pt`` records of a run beside its models, optimisers and RNGs."""
+
+    teacher_sha256: str  # the teacher's weights (model_io.weights_sha256): resuming checks them
+    score: float = math.nan  # the student's last evaluated test score (nan before epoch 1)
+    seconds_before: float = 0.0  # seconds the run took in the processes before this one
+    started: float = field(default_factory=time.perf_counter)  # this process's clock at start
+
+    def seconds(self) -> float:
+        """Seconds the run has taken so far, across resumptions."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def student_record(trainer: DDADTrainer, acc: float) -> dict:
@@ -43,15 +60,19 @@ def student_record(trainer: DDADTrainer, acc: float) -> dict:
     )
 
 
-def save_last(trainer: DDADTrainer) -> None:
+def save_last(trainer: DDADTrainer, progress: RunProgress) -> None:
     """Write ``out_dir/last.pt`` (rank 0), with every rank's noise state; all ranks call it."""
     noise_states = gather_to_all(trainer.dist, trainer.noise_rng.get_state())
     if trainer.dist.is_main:
-        save_atomic(run_state_dict(trainer, noise_states), trainer.out_dir / "last.pt")
+        state = run_state_dict(trainer, progress, noise_states)
+        save_atomic(state, trainer.out_dir / "last.pt")
 
 
-def run_state_dict(trainer: DDADTrainer, noise_states: list[Tensor] | None = None) -> dict:
-    """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step.
+def run_state_dict(
+    trainer: DDADTrainer, progress: RunProgress, noise_states: list[Tensor] | None = None
+) -> dict:
+    """Everything needed to continue exactly: models, optimisers, schedules, RNGs, step, and
+    ``progress`` (the student's record holds the last evaluated score beside the last weights).
 
     ``noise_states``: every rank's noise-generator state, in rank order (default: this
     process's alone). ``iteration`` > 0 marks a checkpoint written inside an epoch; ``losses``
@@ -66,7 +87,9 @@ def run_state_dict(trainer: DDADTrainer, noise_states: list[Tensor] | None = Non
         "iteration": trainer.iteration,
         "losses": trainer.losses[: trainer.iteration].cpu(),
         "best_acc": trainer.best_acc,
-        "model": student_record(trainer, trainer.best_acc),
+        "model": student_record(trainer, progress.score),
+        "teacher_sha256": progress.teacher_sha256,
+        "seconds": progress.seconds(),
         "generator": trainer.generator.state_dict(),
         "opt_student": trainer.opt_student.state_dict(),
         "opt_generator": trainer.opt_generator.state_dict(),
@@ -78,17 +101,32 @@ def run_state_dict(trainer: DDADTrainer, noise_states: list[Tensor] | None = Non
     }
 
 
-def load_run_state(trainer: DDADTrainer, path: Path) -> None:
-    """Restore into ``trainer`` a ``run_state_dict`` written by a run with the same settings.
+def load_run_state(trainer: DDADTrainer, path: Path) -> RunProgress:
+    """Restore into ``trainer`` a ``run_state_dict`` written by a run with the same settings and
+    the same teacher weights (wherever its file lies now); returns the run's progress.
 
-    Under another world size (or device type) each rank's noise is reseeded from the seed, the
-    epoch and its rank: the run goes on, with other noise than an uninterrupted one.
+    A finished run may resume with more ``epochs``, which extends it. Under another world size
+    (or device type) each rank's noise is reseeded from the seed, the epoch and its rank: the run
+    goes on, with other noise than an uninterrupted one.
     """
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != DISTILL_KIND:
         raise CheckpointError(f"{path} is not a ddad_fast distillation checkpoint")
+    teacher_sha256 = weights_sha256(trainer.teacher)
+    saved_sha256 = ckpt.get("teacher_sha256")
+    if saved_sha256 is not None and saved_sha256 != teacher_sha256:
+        raise CheckpointError(
+            f"cannot resume from {path}: its run distilled another teacher (weights hash "
+            f"{saved_sha256[:12]}) than {trainer.cfg.teacher_ckpt} (hash {teacher_sha256[:12]})"
+        )
+    # The hash identifies the teacher wherever it lies; a last.pt written before it was recorded
+    # has only the teacher's path, which must then be the same.
+    may_change = RESUMABLE_CHANGES | ({"teacher_ckpt"} if saved_sha256 else set())
+    may_change = resume_may_change(
+        may_change, ckpt["config"], ckpt.get("epoch", 0), trainer.cfg.epochs
+    )
     check_same_settings(
-        ckpt["config"], asdict(trainer.cfg), RESUMABLE_CHANGES, path, settings_before(ckpt)
+        ckpt["config"], asdict(trainer.cfg), may_change, path, settings_before(ckpt)
     )
     try:
         load_state_strict(trainer.student, ckpt["model"]["state_dict"], path)
@@ -105,6 +143,9 @@ def load_run_state(trainer: DDADTrainer, path: Path) -> None:
         epoch, iteration = ckpt["epoch"], ckpt.get("iteration", 0)
         if iteration:
             trainer.losses[:iteration] = ckpt["losses"].to(trainer.device)
+        progress = RunProgress(
+            teacher_sha256, ckpt["model"].get("test_acc", math.nan), ckpt.get("seconds", 0.0)
+        )
     except KeyError as e:
         raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None
     own = trainer.noise_rng.get_state()
@@ -114,3 +155,4 @@ def load_run_state(trainer: DDADTrainer, path: Path) -> None:
         trainer.noise_rng.manual_seed(trainer.noise_seed(epoch))
     trainer.epoch, trainer.iteration = epoch, iteration
     trainer.best_acc = ckpt["best_acc"]
+    return progress

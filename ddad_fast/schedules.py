@@ -9,6 +9,16 @@ from .errors import ConfigError
 SCHEDULES = ("none", "step", "cosine")
 
 
+def check_schedule(name: str, step_every: int = 0) -> None:
+    """Refuse an unknown schedule name, or ``step_every`` where it cannot apply."""
+    if name not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if step_every < 0:
+        raise ConfigError(f"step_every must be non-negative, got {step_every}")
+    if step_every and name != "step":
+        raise ConfigError(f"step_every applies to the step schedule only, not {name!r}")
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, name: str, epochs: int, step_every: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler:
@@ -19,10 +29,7 @@ def make_scheduler(
     segmentation scripts: StepLR every 100 epochs); cosine: cosine annealing to zero over
     ``epochs``.
     """
-    if step_every < 0:
-        raise ConfigError(f"step_every must be non-negative, got {step_every}")
-    if step_every and name != "step":
-        raise ConfigError(f"step_every applies to the step schedule only, not {name!r}")
+    check_schedule(name, step_every)
     if name == "none":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
     if name == "step":
@@ -30,6 +37,4 @@ def make_scheduler(
             return torch.optim.lr_scheduler.StepLR(optimizer, step_every, gamma=0.1)
         milestones = [max(1, round(epochs * 0.2)), max(2, round(epochs * 0.4))]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)  # cosine

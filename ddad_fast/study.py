@@ -48,6 +48,7 @@ class Method:
     label: str  # the row's name in the table
     kind: str  # DATA_FREE, KD_REAL or SCRATCH_REAL
     overrides: dict[str, float] = field(default_factory=dict)  # DistillConfig fields (DATA_FREE)
+    replay_batches: int = 0  # DATA_FREE: a replay memory of this many of the plan's batches
 
 
 # The paper weights of DAFL (its MNIST/CIFAR scripts): one-hot 1, activation 0.1, entropy 5.
@@ -65,6 +66,14 @@ METHODS: dict[str, Method] = {
         "DAFL (one-hot 1 + activation 0.1 + entropy 5)",
         DATA_FREE,
         {"lambda_adv": 0.0, "lambda_bn": 0.0, **DAFL_WEIGHTS},
+    ),
+    # --replay: 4 of the 5 student steps on samples drawn from a memory of the last 16 batches
+    "ddad+replay": Method("DDAD with replay (memory of 16 batches)", DATA_FREE, replay_batches=16),
+    "bn-only+replay": Method(
+        "bn-only with replay (memory of 16 batches)",
+        DATA_FREE,
+        {"lambda_adv": 0.0, "lambda_onehot": 1.0, "lambda_entropy": 5.0},
+        replay_batches=16,
     ),
     "kd-real": Method("KD on the real training images (reference)", KD_REAL),
     "scratch": Method("student from scratch on the real labels (reference)", SCRATCH_REAL),
@@ -209,6 +218,7 @@ def distill_config(
         out_dir=str(Path(cfg.out_dir) / plan.dataset / method / f"seed{seed}"),
         device=cfg.device,
         progress=cfg.progress,
+        replay=METHODS[method].replay_batches * plan.batch_size,
         **METHODS[method].overrides,
     )
 

@@ -29,6 +29,7 @@ class Task:
     score_name: str  # the score's name in metrics columns: acc (accuracy) or miou (mean IoU)
     dense: bool  # models output logit maps (N, K, H, W) rather than logits (N, K)
     log_discrepancy: bool  # the generator maximises log(1 + L1) (DFAD's for segmentation)
+    size_multiple: int  # the generator's image size: a multiple of 4 (GeneratorA), 16 (GeneratorB)
 
     def adversarial_loss(self, l1: Tensor) -> Tensor:
         """The generator's adversarial term, to minimise: ``-L1`` or ``-log(1 + L1)``."""
@@ -53,8 +54,8 @@ class Task:
         return Generator(nz, ngf, channels, image_size)
 
 
-CLS = Task("cls", "acc", dense=False, log_discrepancy=False)
-SEG = Task("seg", "miou", dense=True, log_discrepancy=True)
+CLS = Task("cls", "acc", dense=False, log_discrepancy=False, size_multiple=4)
+SEG = Task("seg", "miou", dense=True, log_discrepancy=True, size_multiple=16)
 
 
 def get_task(name: str) -> Task:

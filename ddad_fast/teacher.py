@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from .checkpoint import (
     changed_settings,
     check_same_settings,
     load_checkpoint,
+    load_state_strict,
+    resume_may_change,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -26,7 +30,17 @@ from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
 from .optimizers import check_optimizer, make_optimizer
-from .schedules import make_scheduler
+from .run_folder import RunLock
+from .schedules import check_schedule, make_scheduler
+from .setting_checks import (
+    check_at_least,
+    check_device,
+    check_finite,
+    check_image_size,
+    check_momentum,
+    check_non_negative,
+)
+from .signals import Stopped, StopRequest, stop_line
 from .tasks import check_task, get_task
 
 TEACHER_TRAIN_KIND = "ddad_fast.teacher_training"
@@ -63,113 +77,213 @@ class TeacherConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Raise ConfigError on settings that cannot work, before any data or model loads."""
+        check_finite(self)
+        check_at_least(self, 1, "epochs", "batch_size")
+        check_non_negative(self, "lr", "weight_decay")
+        check_momentum(self.momentum)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check_optimizer("optimizer", self.optimizer)
+        check_schedule(self.schedule)
+        check_image_size(self.image_size)
+        check_device(self.device)
         check_task(self.task, {"model": self.model}, self.dataset)
 
 
-def train_teacher(cfg: TeacherConfig) -> float:
-    """Train ``cfg.model`` on ``cfg.dataset``; writes ``out_dir/teacher.pt`` every epoch.
+class _TeacherRun:
+    """A teacher run's model, optimiser, schedule, RNGs and position: what ``last.pt`` holds.
 
-    Returns the final test score in percent: accuracy (cls) or mean IoU (seg).
+    ``batch`` > 0 marks a run stopped inside an epoch: ``last.pt`` then also holds the shuffle
+    RNG as that epoch began and the epoch's loss so far, so the resumed epoch draws the same
+    order, skips the batches done and ends with the same weights and logged loss.
     """
-    cfg.validate()
-    task = get_task(cfg.task)
-    device = resolve_device(cfg.device)
-    train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, info.num_classes, info.in_channels, info.image_size).to(device)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    sched = make_scheduler(opt, cfg.schedule, cfg.epochs)
-    shuffle_rng = torch.Generator().manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    done, acc = 0, float("nan")
-    if cfg.resume:
-        ckpt = load_checkpoint(out / "last.pt")
-        if ckpt.get("kind") != TEACHER_TRAIN_KIND:
-            raise CheckpointError(
-                f"{out / 'last.pt'} is not a ddad_fast teacher-training checkpoint"
-            )
-        check_same_settings(
-            ckpt["config"], asdict(cfg), RESUMABLE_CHANGES, out / "last.pt", asdict(TeacherConfig())
+
+    def __init__(self, cfg: TeacherConfig):
+        self.cfg = cfg
+        self.task = get_task(cfg.task)
+        self.device = resolve_device(cfg.device)
+        self.train_set, self.test_set, self.info = load_dataset(
+            cfg.dataset, cfg.data_root, cfg.image_size
         )
-        model.load_state_dict(ckpt["model"]["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        shuffle_rng.set_state(ckpt["shuffle_rng"])
-        done = ckpt["epoch"]
-        acc = ckpt["model"]["test_acc"]
-    log = MetricsLog(out / "metrics.csv", done if cfg.resume else None)
-    facts = {
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "image_size": info.image_size,
-    }
-    start = time.perf_counter()
-    for epoch in tqdm(
-        range(done + 1, cfg.epochs + 1),
-        initial=done,
-        total=cfg.epochs,
-        desc=f"teacher {cfg.model}",
-        disable=not cfg.progress,
-    ):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        batches = 0
-        for x, y in iterate_batches(train_set, cfg.batch_size, device, True, shuffle_rng):
-            if cfg.augment and task.dense:
+        info = self.info
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, info.num_classes, info.in_channels, info.image_size)
+        self.model.to(self.device)
+        self.opt = make_optimizer(
+            cfg.optimizer, self.model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay
+        )
+        self.sched = make_scheduler(self.opt, cfg.schedule, cfg.epochs)
+        self.shuffle_rng = torch.Generator().manual_seed(cfg.seed)
+        self.out = Path(cfg.out_dir)
+        self.epoch = 0  # epochs finished
+        self.batch = 0  # batches finished in the epoch after them
+        self.loss_sum = torch.zeros((), device=self.device)  # that epoch's, so far
+        self.epoch_shuffle = self.shuffle_rng.get_state()  # the shuffle RNG as that epoch began
+        self.acc = math.nan  # the last evaluated test score
+        self.seconds_before = 0.0  # seconds the run took in the processes before this one
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def train_epoch(self, stop: StopRequest) -> bool:
+        """Train on the current epoch's batches from ``batch`` on; False when a stop request
+        ended it at a batch boundary first."""
+        cfg, info = self.cfg, self.info
+        self.model.train()
+        if self.batch == 0:
+            self.epoch_shuffle = self.shuffle_rng.get_state()
+            self.loss_sum.zero_()
+        else:  # resumed inside the epoch: the same order again, less the batches done
+            self.shuffle_rng.set_state(self.epoch_shuffle)
+        rng = self.shuffle_rng
+        batches = iterate_batches(self.train_set, cfg.batch_size, self.device, True, rng)
+        ignore = -100 if info.ignore_index is None else info.ignore_index  # -100: torch's
+        for x, y in itertools.islice(batches, self.batch, None):
+            if stop.requested:
+                return False
+            if cfg.augment and self.task.dense:
                 x, y = seg_augment(x, y, info, None)
             elif cfg.augment:
                 x = train_augment(x, info, None)
-            ignore = -100 if info.ignore_index is None else info.ignore_index  # -100: torch's
             loss = F.cross_entropy(
-                model(x), y, ignore_index=ignore, label_smoothing=cfg.label_smoothing
+                self.model(x), y, ignore_index=ignore, label_smoothing=cfg.label_smoothing
             )
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            batches += 1
-        sched.step()
-        acc = task.score(model, test_set, device, info)
-        record = model_record(
+            self.opt.step()
+            self.loss_sum += loss.detach()
+            self.batch += 1
+        return True
+
+    def end_epoch(self) -> float:
+        """Step the schedule, evaluate, move to the next epoch; returns the epoch's mean loss."""
+        loss = self.loss_sum.item() / max(self.batch, 1)
+        self.sched.step()
+        self.acc = self.task.score(self.model, self.test_set, self.device, self.info)
+        self.epoch += 1
+        self.batch = 0
+        return loss
+
+    def record(self) -> dict:
+        """The model's record (``teacher.pt``)."""
+        info, cfg = self.info, self.cfg
+        return model_record(
             cfg.model,
-            model,
-            **facts,
+            self.model,
+            info.num_classes,
+            info.in_channels,
+            info.image_size,
             dataset=cfg.dataset,
             task=cfg.task,
-            test_acc=acc,
-            epoch=epoch,
+            test_acc=self.acc,
+            epoch=self.epoch,
         )
-        save_atomic(record, out / "teacher.pt")
+
+    def save(self) -> None:
+        """Write ``last.pt``, then, at an epoch's end, ``teacher.pt``. A stop inside the first
+        epoch removes a previous run's ``teacher.pt`` instead: the folder's model is this run's
+        or none."""
         save_atomic(
             {
                 "kind": TEACHER_TRAIN_KIND,
-                "config": asdict(cfg),
-                "epoch": epoch,
-                "model": record,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
+                "config": asdict(self.cfg),
+                "epoch": self.epoch,
+                "batch": self.batch,
+                "loss_sum": self.loss_sum.cpu(),
+                "epoch_shuffle_rng": self.epoch_shuffle,
+                "model": self.record(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
                 "rng": rng_state(),
-                "shuffle_rng": shuffle_rng.get_state(),
+                "shuffle_rng": self.shuffle_rng.get_state(),
+                "seconds": self.seconds(),
             },
-            out / "last.pt",
+            self.out / "last.pt",
         )
-        log.append(
-            {
-                "epoch": epoch,
-                "loss": round(loss_sum.item() / max(batches, 1), 6),
-                f"test_{task.score_name}": round(acc, 3),
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - start, 2),
-            }
+        if self.epoch == 0:
+            (self.out / "teacher.pt").unlink(missing_ok=True)
+        elif self.batch == 0:
+            save_atomic(self.record(), self.out / "teacher.pt")
+
+    def resume(self) -> None:
+        """Continue from ``last.pt``: same settings (more epochs extend a finished run)."""
+        path = self.out / "last.pt"
+        ckpt = load_checkpoint(path)
+        if ckpt.get("kind") != TEACHER_TRAIN_KIND:
+            raise CheckpointError(f"{path} is not a ddad_fast teacher-training checkpoint")
+        saved = ckpt["config"]
+        may_change = resume_may_change(
+            RESUMABLE_CHANGES, saved, ckpt.get("epoch", 0), self.cfg.epochs
         )
-    return acc
+        check_same_settings(saved, asdict(self.cfg), may_change, path, asdict(TeacherConfig()))
+        try:
+            load_state_strict(self.model, ckpt["model"]["state_dict"], path)
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            self.shuffle_rng.set_state(ckpt["shuffle_rng"])
+            self.epoch, self.batch = ckpt["epoch"], ckpt.get("batch", 0)
+            self.acc = ckpt["model"]["test_acc"]
+            if self.batch:
+                self.loss_sum = ckpt["loss_sum"].to(self.device)
+                self.epoch_shuffle = ckpt["epoch_shuffle_rng"]
+            self.seconds_before = ckpt.get("seconds", 0.0)
+        except KeyError as e:
+            raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None
+
+
+def train_teacher(cfg: TeacherConfig) -> float:
+    """Train ``cfg.model`` on ``cfg.dataset``; after every epoch writes ``out_dir/last.pt`` (to
+    resume), ``out_dir/teacher.pt`` (the model) and a row of ``out_dir/metrics.csv``.
+
+    Returns the final test score in percent: accuracy (cls) or mean IoU (seg). The run holds
+    ``out_dir``'s lock (``run_folder``); a fresh run changes nothing of a previous run's files
+    before its first ``last.pt``. A stop signal (SIGTERM, SIGUSR1, Ctrl-C: ``signals``) ends it
+    at the next batch boundary: ``last.pt`` then records the batch inside the epoch,
+    ``--resume`` continues exactly from there, and ``signals.Stopped`` is raised.
+    """
+    cfg.validate()
+    with RunLock(cfg.out_dir), StopRequest() as stop:
+        run = _TeacherRun(cfg)
+        log = None
+        if cfg.resume:
+            run.resume()
+            log = MetricsLog(run.out / "metrics.csv", run.epoch)
+        bar = tqdm(
+            initial=run.epoch,
+            total=cfg.epochs,
+            desc=f"teacher {cfg.model}",
+            disable=not cfg.progress,
+        )
+        while run.epoch < cfg.epochs:
+            lr = run.opt.param_groups[0]["lr"]  # this epoch's rate, before the schedule steps
+            finished = run.train_epoch(stop)
+            loss = run.end_epoch() if finished else math.nan
+            run.save()
+            if log is None:  # a fresh run's rows start at its first checkpoint
+                log = MetricsLog(run.out / "metrics.csv")
+            if finished:
+                bar.update()
+                log.append(
+                    {
+                        "epoch": run.epoch,
+                        "loss": round(loss, 6),
+                        f"test_{run.task.score_name}": round(run.acc, 3),
+                        "lr": lr,
+                        "seconds": round(run.seconds(), 2),
+                    }
+                )
+            if stop.requested and run.epoch < cfg.epochs:
+                bar.close()
+                where = f"after epoch {run.epoch}"
+                if run.batch:
+                    where = f"at epoch {run.epoch + 1}, batch {run.batch}"
+                line = stop_line("teacher", stop.signal_name, where, run.out / "last.pt")
+                raise Stopped(stop.signal_name, line)
+        bar.close()
+    return run.acc
 
 
 def cached_teacher(cfg: TeacherConfig) -> Path | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +41,11 @@ from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import activation_loss, logit_discrepancy, negative_entropy_loss, onehot_loss
 from .metrics import MetricsLog
+from .model_io import weights_sha256
 from .optimizers import make_student_optimizer
-from .run_state import load_run_state, save_last, student_record
+from .replay import ReplayMemory
+from .run_folder import lock_on_main
+from .run_state import RunProgress, load_run_state, save_last, student_record
 from .schedules import make_scheduler
 from .signals import StopRequest
 from .tasks import get_task
@@ -133,6 +135,9 @@ class DDADTrainer:
         )
         self._student_loss = self.ops.compiled(self.student_loss, self.device)
         self._generator_loss = self.ops.compiled(self.generator_loss, self.device)
+        self._replayed_student_loss = self.ops.compiled(self.replayed_student_loss, self.device)
+        # Each rank its own memory: it replays the samples its own steps made, as one process does.
+        self.memory = ReplayMemory(cfg.replay) if cfg.replay > 0 else None
         schedule = cfg.schedule, cfg.epochs, cfg.step_every
         self.sched_student = make_scheduler(self.opt_student, *schedule)
         self.sched_generator = make_scheduler(self.opt_generator, *schedule)
@@ -157,14 +162,22 @@ class DDADTrainer:
         """This rank's batch of generator inputs z: (batch_size / world_size, nz), on the device."""
         return torch.randn((self.batch, self.cfg.nz), device=self.device, generator=self.noise_rng)
 
-    def student_loss(self, z: Tensor) -> Tensor:
+    def student_loss(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """L1(teacher, student) on the images G(z) (generator and teacher without gradients).
 
-        z: (B, nz). Returns a scalar (fp32). The backend may compile this function.
+        z: (B, nz). Returns (the scalar loss (fp32), the images (B, C, H, W), the teacher's
+        outputs for them), the last two for the replay memory. The backend may compile this
+        function.
         """
         with torch.no_grad(), self.ops.autocast(self.device):
             images = self.generator(z)
             t_logits = self.teacher(images)
+        return self.replayed_student_loss(images, t_logits), images, t_logits
+
+    def replayed_student_loss(self, images: Tensor, t_logits: Tensor) -> Tensor:
+        """L1(teacher, student) on given images and the teacher's outputs for them: the student's
+        forward alone. images: (B, C, H, W); t_logits: (B, K) or (B, K, H, W). Returns a scalar.
+        The backend may compile this function."""
         with self.ops.autocast(self.device):
             s_logits = self.student(images)
         return self.discrepancy(t_logits, s_logits)
@@ -176,13 +189,14 @@ class DDADTrainer:
             t_logits, s_logits, self.cfg.center_logits, self.ops.l1_discrepancy
         )
 
-    def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def generator_loss(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The generator's objective on G(z): ``-lambda_adv * L1(t, s) + lambda_bn * bn_loss``
         (+ the DAFL terms: one-hot, information entropy, activation), with ``-log(1 + L1)`` in
         place of ``-L1`` for segmentation.
 
-        z: (B, nz). Returns (loss to minimise, detached [L1, bn_loss, loss]). The backend may
-        compile this function.
+        z: (B, nz). Returns (loss to minimise, detached [L1, bn_loss, loss], and, detached for the
+        replay memory, the images and the teacher's outputs for them). The backend may compile
+        this function.
         """
         cfg = self.cfg
         with self.ops.autocast(self.device):
@@ -205,12 +219,19 @@ class DDADTrainer:
             loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits)
         if self.features is not None:
             loss = loss + cfg.lambda_activation * activation_loss(self.features.collect())
-        return loss, torch.stack([l1, bn_loss, loss]).detach()
+        parts = torch.stack([l1, bn_loss, loss]).detach()
+        return loss, parts, images.detach(), t_logits.detach()
 
-    def student_step(self) -> Tensor:
-        """One optimiser step of the student on L1(teacher, student) over fresh generated images."""
+    def student_step(self, replay: bool = False) -> Tensor:
+        """One optimiser step of the student on L1(teacher, student): over fresh generated images
+        (added to the replay memory, if any), or with ``replay`` over a batch drawn from it."""
         self.ops.step_begin()
-        loss = self._student_loss(self.noise())
+        if replay:
+            images, t_logits = self.memory.sample(self.batch, self.noise_rng)
+            loss = self._replayed_student_loss(images, t_logits)
+        else:
+            loss, images, t_logits = self._student_loss(self.noise())
+            self.remember(images, t_logits)
         self.opt_student.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.student.parameters(), self.dist)
@@ -222,13 +243,27 @@ class DDADTrainer:
         self.ops.step_begin()
         # The student is a discriminator here: frozen, so no weight gradients are computed for it.
         self.student.requires_grad_(False)
-        loss, parts = self._generator_loss(self.noise())
+        loss, parts, images, t_logits = self._generator_loss(self.noise())
+        self.remember(images, t_logits)
         self.student.requires_grad_(True)
         self.opt_generator.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.generator.parameters(), self.dist)
         self.opt_generator.step()
         return parts
+
+    def remember(self, images: Tensor, t_logits: Tensor) -> None:
+        """Copy a step's images and teacher outputs into the replay memory, if there is one (at
+        once: under CUDA graphs the next step overwrites them)."""
+        if self.memory is not None:
+            self.memory.add(images, t_logits)
+
+    def replays(self, k: int) -> bool:
+        """Whether student step ``k`` (0-based) of an iteration trains on replayed samples: the
+        steps after the first ``replay_fresh``, once the memory holds a batch."""
+        return (
+            self.memory is not None and k >= self.cfg.replay_fresh and self.memory.holds(self.batch)
+        )
 
     # ----------------------------------------------------------------------------- the loop
     def train_epoch(self, stop: StopRequest | None = None) -> dict[str, float] | None:
@@ -255,8 +290,8 @@ class DDADTrainer:
             # Each step's losses are copied out at once: under CUDA graphs a step's outputs are
             # overwritten by the next one.
             self.losses[it, 0] = 0.0
-            for _ in range(cfg.student_steps):
-                self.losses[it, 0] += self.student_step()
+            for k in range(cfg.student_steps):
+                self.losses[it, 0] += self.student_step(self.replays(k))
             self.losses[it, 1:] = self.generator_step()
             self.iteration = it + 1
             bar.update()
@@ -273,6 +308,8 @@ class DDADTrainer:
             if bad_any:
                 what = self._describe_non_finite(checked, bad, rows)
                 self.iteration = checked = self.guard.restore(what)
+                if self.memory is not None:  # it may hold the bad steps' samples
+                    self.memory.clear()
                 if self.dist.is_main:
                     print(
                         f"ddad: warning: {what}; rolled back to step {self._step(checked)} "
@@ -321,38 +358,45 @@ class DDADTrainer:
         """Train until ``cfg.epochs`` (resuming from ``out_dir/last.pt`` when ``cfg.resume``).
 
         ``stop_after`` ends this call after that many epochs, leaving a resumable ``last.pt``.
-        A SIGTERM (or SIGUSR1) ends it at the next step boundary: ``last.pt`` then records the
-        iteration inside the epoch, and ``--resume`` continues from exactly there. ``last.pt`` is
-        also written before the first epoch, so a kill at any moment loses at most one epoch.
+        A stop signal (SIGTERM, SIGUSR1, Ctrl-C: ``signals``) ends it at the next step boundary:
+        ``last.pt`` then records the iteration inside the epoch, and ``--resume`` continues from
+        exactly there. ``last.pt`` is also written before the first epoch, so a kill at any moment
+        loses at most one epoch. The run holds ``out_dir``'s lock (``run_folder``); a fresh run
+        changes nothing of a previous run's files before that first ``last.pt``, then removes the
+        previous ``best.pt`` and starts ``metrics.csv`` anew.
         """
         cfg = self.cfg
         main = self.dist.is_main
-        if cfg.resume:
-            load_run_state(self, self.out_dir / "last.pt")
-        if main:
-            remove_stale_temporaries(self.out_dir)
-        log = None
-        teacher_acc = math.nan
-        if main:  # the other ranks neither evaluate nor write
-            log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
-            teacher_acc = self.task.score(self.teacher, self.test_set, self.device, self.info)
-        if not cfg.resume:
-            save_last(self)
-        start = time.perf_counter()
-        acc = math.nan
         stopped = None
-        bar = tqdm(
-            initial=self.epoch,
-            total=cfg.epochs,
-            desc="distill",
-            disable=not (cfg.progress and main),
-        )
-        with StopRequest() as stop:
+        with lock_on_main(self.out_dir, self.dist), StopRequest() as stop:
+            if cfg.resume:
+                progress = load_run_state(self, self.out_dir / "last.pt")
+            else:
+                progress = RunProgress(weights_sha256(self.teacher))
+            teacher_acc = math.nan
+            if main:  # the other ranks neither evaluate nor write
+                remove_stale_temporaries(self.out_dir)
+                teacher_acc = self.task.score(self.teacher, self.test_set, self.device, self.info)
+            if not cfg.resume:
+                save_last(self, progress)  # the run's first checkpoint
+                if main:
+                    (self.out_dir / "best.pt").unlink(missing_ok=True)  # a previous run's
+            log = None
+            if main:
+                log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
+            bar = tqdm(
+                initial=self.epoch,
+                total=cfg.epochs,
+                desc="distill",
+                disable=not (cfg.progress and main),
+            )
             done = 0
             while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
+                lr_student = self.opt_student.param_groups[0]["lr"]  # this epoch's rates
+                lr_generator = self.opt_generator.param_groups[0]["lr"]
                 losses = self.train_epoch(stop)
                 if losses is None:
-                    save_last(self)
+                    save_last(self, progress)
                     stopped = stop.signal_name or "a signal to another rank"
                     break
                 self.sched_student.step()
@@ -365,6 +409,7 @@ class DDADTrainer:
                     acc = self.task.score(self.student, self.test_set, self.device, self.info)
                     improved = acc > self.best_acc
                     self.best_acc = max(self.best_acc, acc)
+                    progress.score = acc
                     score = self.task.score_name  # acc or miou
                     log.append(
                         {
@@ -373,18 +418,18 @@ class DDADTrainer:
                             f"student_{score}": round(acc, 3),
                             f"best_{score}": round(self.best_acc, 3),
                             f"teacher_{score}": round(teacher_acc, 3),
-                            "lr_student": self.opt_student.param_groups[0]["lr"],
-                            "lr_generator": self.opt_generator.param_groups[0]["lr"],
-                            "seconds": round(time.perf_counter() - start, 2),
+                            "lr_student": lr_student,
+                            "lr_generator": lr_generator,
+                            "seconds": round(progress.seconds(), 2),
                         }
                     )
                     if improved:
                         save_atomic(student_record(self, acc), self.out_dir / "best.pt")
-                save_last(self)
+                save_last(self, progress)
                 if any_rank(self.dist, stop.requested)[0] and self.epoch < cfg.epochs:
                     stopped = stop.signal_name or "a signal to another rank"
                     break
-        bar.close()
+            bar.close()
         if self.bn_hooks is not None:
             self.bn_hooks.remove()
         if self.features is not None:
@@ -393,9 +438,9 @@ class DDADTrainer:
         return DistillResult(
             teacher_acc=teacher_acc,
             best_acc=self.best_acc,
-            final_acc=acc,
+            final_acc=progress.score,
             epochs=self.epoch,
-            seconds=time.perf_counter() - start,
+            seconds=progress.seconds(),
             stopped=stopped,
             iteration=self.iteration,
         )

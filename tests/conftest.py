@@ -8,6 +8,7 @@ other jobs, 0.8 s with one). Tests of the kernels' threading ask for ``two_threa
 
 import dataclasses
 import getpass
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -54,9 +55,19 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(a[key], b[key]), key
 
 
-def distill_argv(cfg: DistillConfig) -> list[str]:
-    """``ddad distill`` and the flags that spell ``cfg`` (every field, as the CLI names it)."""
-    argv = ["distill"]
+def file_hashes(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``folder``: equal before and after means
+    nothing there was changed, added or removed."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def config_argv(command: str, cfg: DistillConfig | TeacherConfig) -> list[str]:
+    """``ddad COMMAND`` and the flags that spell ``cfg`` (every field, as the CLI names it)."""
+    argv = [command]
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         flag = "--" + field.name.replace("_", "-")
@@ -65,6 +76,16 @@ def distill_argv(cfg: DistillConfig) -> list[str]:
         elif value is not None:
             argv += [flag, str(value)]
     return argv
+
+
+def distill_argv(cfg: DistillConfig) -> list[str]:
+    """``ddad distill`` and the flags that spell ``cfg``."""
+    return config_argv("distill", cfg)
+
+
+def teacher_argv(cfg: TeacherConfig) -> list[str]:
+    """``ddad teacher`` and the flags that spell ``cfg``."""
+    return config_argv("teacher", cfg)
 
 
 def pytest_configure(config):

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -16,6 +17,17 @@ def test_save_atomic_leaves_no_temporary_files(tmp_path):
     save_atomic({"a": torch.ones(3)}, tmp_path / "x.pt")
     assert os.listdir(tmp_path) == ["x.pt"]
     assert torch.equal(load_checkpoint(tmp_path / "x.pt")["a"], torch.ones(3))
+
+
+def test_checkpoints_get_the_permissions_of_any_other_new_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save_atomic({"a": torch.ones(3)}, tmp_path / "x.pt")
+        (tmp_path / "other.txt").write_text("")
+    finally:
+        os.umask(umask)
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("x.pt", "other.txt")]
+    assert modes == [0o644, 0o644]
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -55,6 +67,8 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="nowhere.pt does not exist"):
         load_checkpoint(tmp_path / "nowhere.pt")
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path)
 
 
 def test_wrong_architecture_lists_the_mismatch(tmp_path):

@@ -21,8 +21,14 @@ def parity_config(tiny_distill):
 
 def test_loss_functions_compile_without_graph_breaks(tiny_distill):
     trainer = build_trainer(dataclasses.replace(tiny_distill, backend="fast"))
-    for fn in (trainer.student_loss, trainer.generator_loss):
-        explanation = torch._dynamo.explain(fn)(trainer.noise())
+    _, images, t_logits = trainer.student_loss(trainer.noise())
+    calls = [
+        (trainer.student_loss, (trainer.noise(),)),
+        (trainer.generator_loss, (trainer.noise(),)),
+        (trainer.replayed_student_loss, (images, t_logits)),  # --replay's student step
+    ]
+    for fn, args in calls:
+        explanation = torch._dynamo.explain(fn)(*args)
         assert explanation.graph_break_count == 0, explanation.break_reasons
         assert explanation.graph_count == 1
 

@@ -2,6 +2,7 @@
 write, a non-finite loss, and hostile or broken inputs refused before training."""
 
 import dataclasses
+import math
 import os
 import pickle
 import random
@@ -14,7 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DISTILL, assert_same_tensors, distill_argv, run_weights
+from conftest import (
+    TINY_DISTILL,
+    TINY_TEACHER,
+    assert_same_tensors,
+    distill_argv,
+    run_weights,
+    teacher_argv,
+)
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.checkpoint import load_checkpoint, save_atomic
@@ -30,11 +38,11 @@ TESTS = Path(__file__).parent
 KILL_SEEDS = range(6)
 
 
-def _driver(fault: str, n: int, cfg, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``ddad`` for ``cfg`` in a subprocess with ``fault`` injected at ``n`` (fault_driver.py)."""
+def _driver(fault: str, n: int, argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """``ddad ARGV`` in a subprocess with ``fault`` injected at ``n`` (fault_driver.py)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(TESTS / "fault_driver.py"), fault, str(n), *distill_argv(cfg)],
+        [sys.executable, str(TESTS / "fault_driver.py"), fault, str(n), *argv],
         env=env,
         capture_output=True,
         text=True,
@@ -81,7 +89,7 @@ def test_kill_9_then_resume_loses_at_most_one_epoch(seed, straight, tmp_path, on
         fault, n = "kill-at-step", rng.randint(1, total)
     else:  # inside checkpoint write 2, 3 or 4: best.pt or last.pt of epoch 1, then of epoch 2
         fault, n = "kill-in-save", 2 + seed // 2
-    killed = _driver(fault, n, cfg)
+    killed = _driver(fault, n, distill_argv(cfg))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     out = Path(cfg.out_dir)
     if fault == "kill-in-save":
@@ -107,12 +115,20 @@ def test_kill_9_then_resume_loses_at_most_one_epoch(seed, straight, tmp_path, on
               f"at step {resumed_from}: {lost} step(s) repeated")  # fmt: skip
 
 
-def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_exactly(straight, tmp_path, one_thread):
+@pytest.mark.parametrize(
+    ("fault", "signal_name", "status"),
+    [("term-at-step", "SIGTERM", 0), ("int-at-step", "SIGINT", 130)],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
+    fault, signal_name, status, straight, tmp_path, one_thread
+):
     cfg = dataclasses.replace(straight, out_dir=str(tmp_path / "run"))
     n = cfg.epoch_iters + 2  # epoch 2, after its second iteration
-    run = _driver("term-at-step", n, cfg)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "stopped by SIGTERM at epoch 2, iteration 2" in run.stdout
+    run = _driver(fault, n, distill_argv(cfg))
+    assert run.returncode == status, run.stderr[-2000:]
+    assert f"stopped by {signal_name} at epoch 2, iteration 2" in run.stdout
+    assert "--resume" in run.stdout and "Traceback" not in run.stderr
     last = load_checkpoint(Path(cfg.out_dir) / "last.pt")
     assert (last["epoch"], last["iteration"]) == (1, 2)  # nothing lost: the step it was at
     _resume_to_the_end(cfg)
@@ -120,6 +136,40 @@ def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_exactly(straight, tmp
         run_weights(Path(cfg.out_dir) / "last.pt"), run_weights(Path(straight.out_dir) / "last.pt")
     )
     assert _metrics(cfg) == _metrics(straight)
+
+
+def test_a_second_ctrl_c_stops_at_once_in_one_line(straight, tmp_path, one_thread):
+    cfg = dataclasses.replace(straight, out_dir=str(tmp_path / "run"))
+    run = _driver("int-twice-at-step", cfg.epoch_iters + 2, distill_argv(cfg))
+    assert run.returncode == 130, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "stopped by" not in run.stdout
+    assert run.stderr.strip().splitlines()[-1].startswith("ddad: interrupted")
+    out = Path(cfg.out_dir)
+    last = load_checkpoint(out / "last.pt")  # the checkpoint before, whole
+    assert (last["epoch"], last["iteration"]) == (1, 0)
+    assert not list(out.glob(".*"))  # neither a lock nor a temporary file left
+    _resume_to_the_end(cfg)
+    straight_last = Path(straight.out_dir) / "last.pt"
+    assert_same_tensors(run_weights(out / "last.pt"), run_weights(straight_last))
+
+
+def test_ctrl_c_stops_the_teacher_at_a_batch_and_resume_ends_equal(
+    digits_teacher, tmp_path, one_thread
+):
+    cfg = dataclasses.replace(TINY_TEACHER, out_dir=str(tmp_path / "teacher"))
+    train_set, _, _ = load_dataset(cfg.dataset)
+    n = math.ceil(len(train_set) / cfg.batch_size) + 3  # epoch 2, after its third batch
+    run = _driver("int-at-batch", n, teacher_argv(cfg))
+    assert run.returncode == 130, run.stderr[-2000:]
+    line = f"teacher: stopped by SIGINT at epoch 2, batch 3; {cfg.out_dir}/last.pt is written"
+    assert run.stdout.startswith(line) and "Traceback" not in run.stderr
+    last = load_checkpoint(Path(cfg.out_dir) / "last.pt")
+    assert (last["epoch"], last["batch"]) == (1, 3)
+    assert main([*teacher_argv(cfg), "--resume"]) == 0
+    ours = load_checkpoint(Path(cfg.out_dir) / "teacher.pt")["state_dict"]
+    assert_same_tensors(ours, load_checkpoint(digits_teacher)["state_dict"])
+    uninterrupted = dataclasses.replace(cfg, out_dir=str(digits_teacher.parent))
+    assert _metrics(cfg) == _metrics(uninterrupted)
 
 
 def test_sigterm_from_outside_gives_exit_0_and_a_loadable_checkpoint(straight, tmp_path):

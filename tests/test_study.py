@@ -112,7 +112,7 @@ def test_dafl_generator_loss_is_the_sum_of_its_weighted_terms():
     trainer = DDADTrainer(cfg, teacher, student, generator, test_set, info)
     assert trainer.bn_hooks is None  # lambda_bn = 0
     z = trainer.noise()
-    loss, parts = trainer.generator_loss(z)
+    loss, parts, *_ = trainer.generator_loss(z)
     images = trainer.generator(z)  # train-mode BN: the same batch gives the same images
     hook = PenultimateFeatures(trainer.teacher)
     hook.start()
@@ -136,7 +136,7 @@ def test_ddad_priors_objective_is_bn_only_plus_the_adversarial_term():
     for method in ("bn-only", "ddad-priors"):
         cfg = dataclasses.replace(TINY_DISTILL, **METHODS[method].overrides)
         trainer = DDADTrainer(cfg, teacher, student, generator, test_set, info)
-        loss, parts = trainer.generator_loss(
+        loss, parts, *_ = trainer.generator_loss(
             torch.randn(8, cfg.nz, generator=torch.Generator().manual_seed(1))
         )
         losses[method] = (loss.item(), parts[0].item())
