@@ -28,7 +28,6 @@ from ddad_fast.study import (
     DATA_FREE,
     METHODS,
     TINY_PLANS,
-    Method,
     StudyConfig,
     prepare_teacher,
     run_data_free,
@@ -88,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         raise SystemExit(f"study_probe: {err}") from None
     base = METHODS[args.method]
-    probe = Method(f"{base.label}, with {settings}", DATA_FREE, {**base.overrides, **settings})
+    probe = dataclasses.replace(
+        base, label=f"{base.label}, with {settings}", overrides={**base.overrides, **settings}
+    )
     cfg = StudyConfig(
         plans=(plan,), seeds=tuple(args.seeds), student=args.student, device=args.device
     )

@@ -1,13 +1,15 @@
 """ddad_fast: data-free knowledge distillation by Dual Discriminator Adversarial Distillation.
 
-The public API: the trainer and its config, and drop-ins for existing training scripts.
+The public API: ``distill`` for any teacher and student module, the trainer and its config, and
+drop-ins for existing training scripts.
 """
 
+from .api import distill
 from .bn_hooks import BNStatsHooks
 from .builder import build_trainer
 from .distill_config import DistillConfig
 from .dropin import DeepInversionFeatureHook, l1_discrepancy
-from .trainer import DDADTrainer
+from .trainer import DDADTrainer, DistillResult
 
 __version__ = "0.1.0"
 
@@ -16,6 +18,8 @@ __all__ = [
     "DDADTrainer",
     "DeepInversionFeatureHook",
     "DistillConfig",
+    "DistillResult",
     "build_trainer",
+    "distill",
     "l1_discrepancy",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from . import __version__
 from .batching import accuracy
 from .builder import build_trainer
 from .data import dataset_names, load_dataset
@@ -50,6 +51,8 @@ DFAD_ALIASES = {
     "lr_generator": ["--lr_G"],
     "epoch_iters": ["--epoch_itrs"],
 }
+# ``--dataset`` names the data a distillation is evaluated on, never trained on.
+DISTILL_ALIASES = {**DFAD_ALIASES, "dataset": ["--eval-dataset"]}
 
 
 def add_config_flags(
@@ -97,6 +100,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     cfg.validate()
     check_out_dir(cfg.out_dir, cfg.resume, args.overwrite)
     trainer = build_trainer(cfg)
+    if trainer.ops.compile and trainer.dist.is_main:
+        print(f"distill: compiling the {cfg.backend} backend's steps before the first", flush=True)
     result = trainer.fit()
     shutdown(trainer.dist)  # a clean exit of every torchrun rank (barrier, then destroy)
     if result.stopped:
@@ -109,6 +114,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             print(stop_line("distill", result.stopped, where, Path(cfg.out_dir) / "last.pt"))
         return stop_status(result.stopped)
     if not trainer.dist.is_main:
+        return 0
+    if cfg.dataset is None:
+        print(
+            f"distill: student after {result.epochs} epochs, {result.seconds:.0f}s, not evaluated "
+            f"(no --dataset) -> {Path(cfg.out_dir) / 'student.pt'}"
+        )
         return 0
     score = "mIoU " if cfg.task == "seg" else ""
     print(
@@ -151,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddad",
         description="Data-free distillation by Dual Discriminator Adversarial Distillation.",
     )
+    parser.add_argument("--version", action="version", version=f"ddad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("teacher", help="train a teacher on a real dataset")
@@ -159,13 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_teacher)
 
     p = sub.add_parser("distill", help="distill a student from a teacher, without data")
-    add_config_flags(p, DistillConfig, DFAD_ALIASES)
+    add_config_flags(p, DistillConfig, DISTILL_ALIASES)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=_cmd_distill)
 
     p = sub.add_parser("eval", help="test accuracy (or mIoU) of a saved model")
     p.add_argument("--task", choices=TASK_NAMES, default="cls", help="cls or seg (mIoU)")
-    p.add_argument("--ckpt", required=True, help="teacher.pt, best.pt, last.pt or a state_dict")
+    p.add_argument("--ckpt", required=True, help="teacher/best/student/last.pt or a state_dict")
     p.add_argument("--dataset", required=True, help=f"one of {', '.join(dataset_names())}")
     p.add_argument("--model", default=None, help="registry name (needed for a bare state_dict)")
     p.add_argument("--data-root", default=None)

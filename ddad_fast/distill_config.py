@@ -44,10 +44,12 @@ class DistillConfig:
     teacher: str | None = None  # registry name (default: the one recorded in teacher_ckpt)
     task: str = "cls"  # cls (classification) or seg (segmentation: mIoU, log(1 + L1), GeneratorB)
     student: str = "resnet18"  # registry name of the student
-    dataset: str = "cifar10"  # held-out split used only for evaluation
+    dataset: str | None = None  # evaluation data, scored each epoch, never trained on (None: none)
     data_root: str | None = None  # dataset folder (default: the dataset's usual place)
-    image_size: int | None = None  # input size (default: the dataset's native size)
-    out_dir: str = "runs/distill"  # metrics.csv, last.pt, best.pt go here
+    num_classes: int | None = None  # teacher's class count (None: its record's or the dataset's)
+    in_channels: int | None = None  # image channels (None: the teacher's record or the dataset's)
+    image_size: int | None = None  # input size (None: the teacher's record or the dataset's)
+    out_dir: str = "runs/distill"  # metrics.csv, last.pt, best.pt (student.pt without data) go here
     backend: str = "eager"  # which implementation of the loss ops
     device: str = "auto"  # cpu, cuda, cuda:1, or auto (cuda when present)
     seed: int = 0
@@ -96,6 +98,10 @@ class DistillConfig:
             "lambda_activation",
             "nan_retries",
         )
+        if self.num_classes is not None:
+            check_at_least(self, 2, "num_classes")
+        if self.in_channels is not None:
+            check_at_least(self, 1, "in_channels")
         check_momentum(self.momentum)
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: BN statistics need a batch")

@@ -6,14 +6,23 @@ replace and run the fastest implementation available (the fused ops where built)
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backends import FAST
+from .ops.l1 import fused_takes
 
 
 def l1_discrepancy(t: Tensor, s: Tensor) -> Tensor:
-    """``F.l1_loss(s, t)``: mean |t - s| over logits (N, C) or maps (N, C, H, W), fp32 scalar."""
-    return FAST.l1_discrepancy(t, s)
+    """``F.l1_loss(s, t)``: mean |t - s|, for whatever ``F.l1_loss`` takes.
+
+    t, s of one shape (logits (N, C), maps (N, C, H, W), ...) in float32, bfloat16 or float16: the
+    fused op, an fp32 scalar. Anything else (float64, shapes that broadcast, ...): ``F.l1_loss``
+    itself, its scalar in the promoted dtype, with its warning for broadcasting shapes.
+    """
+    if fused_takes(t, s):
+        return FAST.l1_discrepancy(t, s)
+    return F.l1_loss(s, t)
 
 
 class DeepInversionFeatureHook:

@@ -17,10 +17,27 @@ from .tasks import check_task
 MODEL_KIND = "ddad_fast.model"
 
 
+def class_path(model: nn.Module) -> str:
+    """``module:qualname`` of ``model``'s class: what a record names for a model of the user's own
+    class, which the registry cannot build."""
+    cls = type(model)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _refuse_user_class(path: Path, name: str) -> None:
+    """A record naming a class path (``class_path``) holds weights only that class can take."""
+    if ":" in name:
+        raise ConfigError(
+            f"{path} holds a {name} (a model class of your own, not in the registry): load its "
+            f"'state_dict' into that class in Python (torch.load({str(path)!r})['state_dict'])"
+        )
+
+
 def model_record(
     name: str, model: nn.Module, num_classes: int, in_channels: int, image_size: int, **extra: Any
 ) -> dict[str, Any]:
-    """A self-describing checkpoint dict: architecture name, shape facts, weights, extras."""
+    """A self-describing checkpoint dict: architecture name (a registry name, or the
+    ``class_path`` of a model of the user's own class), shape facts, weights, extras."""
     return {
         "kind": MODEL_KIND,
         "model": name,
@@ -69,14 +86,17 @@ def load_model(
     image_size: int | None = None,
     task: str | None = None,
     name_flag: str = "--teacher",
+    shape_flags: str = "the dataset",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from ``path`` and check it against what the caller needs.
 
     Accepts our model records (``teacher.pt``, ``best.pt``), our training checkpoints (their
     ``model`` entry) and published raw state_dicts (bare, or under ``state_dict``/``model``, with or
-    without a ``module.`` prefix), for which ``name`` and the shape facts must be given.
+    without a ``module.`` prefix), for which ``name`` and the three shape facts must be given.
+    A record of a model of the user's own class (``class_path``) is refused in one line.
     ``task`` (cls or seg), when given, refuses a model made for the other task first.
-    ``name_flag``: the caller's flag for ``name``, which the error for a bare state_dict names.
+    ``name_flag``, ``shape_flags``: what the caller's user gives for ``name`` and for the shape
+    facts, which the errors for a bare state_dict name.
     Returns (model in eval mode, the record without its weights).
     """
     path = Path(path)
@@ -85,6 +105,7 @@ def load_model(
         obj = obj["model"]
     if obj.get("kind") == MODEL_KIND:
         record = {k: v for k, v in obj.items() if k != "state_dict"}
+        _refuse_user_class(path, str(record.get("model")))
         if task is not None:
             check_task(task, {f"model in {path}": record.get("model")})
         _check_matches(
@@ -102,10 +123,15 @@ def load_model(
         state = obj.get("state_dict", obj.get("model", obj))
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise CheckpointError(f"{path} is neither a ddad_fast checkpoint nor a state_dict")
-        if name is None or num_classes is None:
+        if name is None:
             raise ConfigError(
                 f"{path} is a bare state_dict: name its architecture (e.g. {name_flag} resnet34) "
-                "and the dataset so the model can be built"
+                f"and give {shape_flags} so the model can be built"
+            )
+        if None in (num_classes, in_channels, image_size):
+            raise ConfigError(
+                f"{path} is a bare state_dict, which records no class count, channels or image "
+                f"size: give {shape_flags}"
             )
         if task is not None:
             check_task(task, {"model": name})
@@ -113,8 +139,8 @@ def load_model(
             "kind": MODEL_KIND,
             "model": name,
             "num_classes": num_classes,
-            "in_channels": in_channels or 3,
-            "image_size": image_size or 32,
+            "in_channels": in_channels,
+            "image_size": image_size,
         }
         state = _strip_module_prefix(state)
     model = build_model(

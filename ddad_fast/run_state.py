@@ -1,5 +1,6 @@
 """A distillation run's saved state: ``last.pt`` (everything needed to continue exactly) and the
-student's record that ``best.pt`` and ``last.pt`` hold, written and read for ``DDADTrainer``."""
+student's record that ``best.pt`` (or ``student.pt``) and ``last.pt`` hold, written and read for
+``DDADTrainer``."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class RunProgress:
 
 
 def student_record(trainer: DDADTrainer, acc: float) -> dict:
-    """The student's record (``model_io.model_record``) at test score ``acc``."""
+    """The student's record (``model_io.model_record``) at test score ``acc`` (nan: not
+    evaluated), under the name ``cfg.student``: a registry name, or a ``class_path``."""
     info = trainer.info
     return model_record(
         trainer.cfg.student,

@@ -53,7 +53,8 @@ from .tasks import get_task
 
 @dataclass
 class DistillResult:
-    """Scores in percent: top-1 accuracy (task cls) or mean IoU (task seg)."""
+    """Scores in percent: top-1 accuracy (task cls) or mean IoU (task seg); nan for a run
+    without evaluation data."""
 
     teacher_acc: float
     best_acc: float
@@ -76,6 +77,9 @@ class DDADTrainer:
     Under torchrun (``dist``) each rank draws its own noise, the student's and the generator's
     gradients are averaged across ranks after each backward, and the BN-statistics term matches
     the global batch (``distributed`` module), under either backend.
+
+    ``test_set`` (None: no evaluation) is the held-out data scored each epoch; ``info`` gives the
+    class count, channels and image size the models and the generator must agree on.
     """
 
     def __init__(
@@ -84,7 +88,7 @@ class DDADTrainer:
         teacher: nn.Module,
         student: nn.Module,
         generator: nn.Module,
-        test_set: Dataset,
+        test_set: Dataset | None,
         info: DatasetInfo,
         ops: DistillOps | None = None,
         dist: DistContext = SINGLE,
@@ -363,10 +367,16 @@ class DDADTrainer:
         exactly there. ``last.pt`` is also written before the first epoch, so a kill at any moment
         loses at most one epoch. The run holds ``out_dir``'s lock (``run_folder``); a fresh run
         changes nothing of a previous run's files before that first ``last.pt``, then removes the
-        previous ``best.pt`` and starts ``metrics.csv`` anew.
+        previous ``best.pt`` and ``student.pt`` and starts ``metrics.csv`` anew.
+
+        With a ``test_set`` each epoch scores the student and ``best.pt`` keeps the best; without
+        one ``metrics.csv`` holds the losses alone and ``student.pt`` the latest student (the same
+        record, for ``ddad eval`` later), and the result's scores are nan.
         """
         cfg = self.cfg
         main = self.dist.is_main
+        evaluating = self.test_set is not None
+        data = self.test_set, self.device, self.info
         stopped = None
         with lock_on_main(self.out_dir, self.dist), StopRequest() as stop:
             if cfg.resume:
@@ -376,11 +386,13 @@ class DDADTrainer:
             teacher_acc = math.nan
             if main:  # the other ranks neither evaluate nor write
                 remove_stale_temporaries(self.out_dir)
-                teacher_acc = self.task.score(self.teacher, self.test_set, self.device, self.info)
+                if evaluating:
+                    teacher_acc = self.task.score(self.teacher, *data)
             if not cfg.resume:
                 save_last(self, progress)  # the run's first checkpoint
                 if main:
-                    (self.out_dir / "best.pt").unlink(missing_ok=True)  # a previous run's
+                    for name in ("best.pt", "student.pt"):  # a previous run's
+                        (self.out_dir / name).unlink(missing_ok=True)
             log = None
             if main:
                 log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)
@@ -406,24 +418,25 @@ class DDADTrainer:
                 done += 1
                 bar.update()
                 if log is not None:
-                    acc = self.task.score(self.student, self.test_set, self.device, self.info)
-                    improved = acc > self.best_acc
-                    self.best_acc = max(self.best_acc, acc)
-                    progress.score = acc
-                    score = self.task.score_name  # acc or miou
-                    log.append(
-                        {
-                            "epoch": self.epoch,
-                            **{k: round(v, 6) for k, v in losses.items()},
-                            f"student_{score}": round(acc, 3),
-                            f"best_{score}": round(self.best_acc, 3),
-                            f"teacher_{score}": round(teacher_acc, 3),
-                            "lr_student": lr_student,
-                            "lr_generator": lr_generator,
-                            "seconds": round(progress.seconds(), 2),
-                        }
-                    )
-                    if improved:
+                    row = {"epoch": self.epoch, **{k: round(v, 6) for k, v in losses.items()}}
+                    if evaluating:
+                        acc = self.task.score(self.student, *data)
+                        improved = acc > self.best_acc
+                        self.best_acc = max(self.best_acc, acc)
+                        progress.score = acc
+                        score = self.task.score_name  # acc or miou
+                        row[f"student_{score}"] = round(acc, 3)
+                        row[f"best_{score}"] = round(self.best_acc, 3)
+                        row[f"teacher_{score}"] = round(teacher_acc, 3)
+                        bar.set_postfix({score: f"{acc:.2f}"})
+                    row["lr_student"] = lr_student
+                    row["lr_generator"] = lr_generator
+                    row["seconds"] = round(progress.seconds(), 2)
+                    log.append(row)
+                    if not evaluating:
+                        record = student_record(self, progress.score)  # score: nan
+                        save_atomic(record, self.out_dir / "student.pt")
+                    elif improved:
                         save_atomic(student_record(self, acc), self.out_dir / "best.pt")
                 save_last(self, progress)
                 if any_rank(self.dist, stop.requested)[0] and self.epoch < cfg.epochs:
@@ -437,7 +450,7 @@ class DDADTrainer:
         barrier(self.dist)
         return DistillResult(
             teacher_acc=teacher_acc,
-            best_acc=self.best_acc,
+            best_acc=self.best_acc if evaluating else math.nan,
             final_acc=progress.score,
             epochs=self.epoch,
             seconds=progress.seconds(),

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import ddad_fast
 from ddad_fast import demo
 from ddad_fast.cli import main
 from ddad_fast.teacher import TeacherConfig, cached_teacher, train_teacher
@@ -58,6 +59,13 @@ def test_python_dash_m_shows_every_command():
     ).stdout
     for command in ("teacher", "distill", "eval", "demo"):
         assert command in out
+
+
+def test_version_names_the_package_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"ddad {ddad_fast.__version__}\n"
 
 
 def test_distill_help_comes_from_the_config(capsys):

@@ -14,6 +14,37 @@ def test_l1_discrepancy_equals_dfad_l1_loss():
     assert ddad_fast.l1_discrepancy(t, s).item() == pytest.approx(F.l1_loss(s, t).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("t_shape", "s_shape", "t_dtype", "s_dtype"),
+    [
+        ((16, 10), (16, 10), torch.float64, torch.float64),
+        ((2, 3, 7, 7), (2, 3, 7, 7), torch.float32, torch.float64),
+        ((16, 10), (10,), torch.float32, torch.float32),
+        ((16, 1), (16, 10), torch.float64, torch.float32),
+        ((5, 10), (5, 10), torch.float32, torch.bfloat16),
+        ((5, 10), (5, 10), torch.float16, torch.float32),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
+def test_l1_discrepancy_is_l1_loss_for_float64_broadcasting_and_mixed_dtypes(
+    t_shape, s_shape, t_dtype, s_dtype
+):
+    t = torch.randn(t_shape, dtype=t_dtype, requires_grad=True)
+    s = torch.randn(s_shape, dtype=s_dtype, requires_grad=True)
+    ours = ddad_fast.l1_discrepancy(t, s)
+    ours_t, ours_s = torch.autograd.grad(ours, (t, s))
+    ref = F.l1_loss(s, t)
+    ref_t, ref_s = torch.autograd.grad(ref, (t, s))
+    low = torch.bfloat16 in (t_dtype, s_dtype) or torch.float16 in (t_dtype, s_dtype)
+    tol = {"rtol": 1e-2, "atol": 1e-3} if low else {"rtol": 1e-12, "atol": 1e-15}
+    if not low:  # F.l1_loss itself: the same dtype and value
+        assert ours.dtype == ref.dtype
+    torch.testing.assert_close(ours.to(ref.dtype), ref, **tol)
+    for mine, theirs in ((ours_t, ref_t), (ours_s, ref_s)):
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        torch.testing.assert_close(mine, theirs, **tol)
+
+
 def test_deepinversion_hook_equals_the_original_formula():
     bn = nn.BatchNorm2d(5).eval()
     bn.running_mean.uniform_(-1, 1)

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from . import caltech, camvid, cifar, composite, digits, fashion_mnist, nyuv2
 from .augment import seg_augment, train_augment
-from .common import DataError, DatasetInfo
+from .common import DataError, DatasetInfo, shape_info
 
 __all__ = [
     "DataError",
@@ -23,6 +23,7 @@ __all__ = [
     "default_image_size",
     "load_dataset",
     "seg_augment",
+    "shape_info",
     "train_augment",
 ]
 

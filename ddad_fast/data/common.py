@@ -16,9 +16,10 @@ TEST_FRACTION = 0.2
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model and the augmentation need to know about a loaded dataset."""
+    """What a model and the augmentation need to know about a loaded dataset (or, from
+    ``shape_info``, what a model needs alone, for a run without data)."""
 
-    name: str
+    name: str | None  # None: no dataset loaded
     num_classes: int
     in_channels: int
     image_size: int  # the size images were resized to
@@ -26,6 +27,12 @@ class DatasetInfo:
     std: tuple[float, ...]
     hflip: bool  # whether random horizontal flips are a valid augmentation
     ignore_index: int | None = None  # segmentation: the label value no loss or score counts
+
+
+def shape_info(num_classes: int, in_channels: int, image_size: int) -> DatasetInfo:
+    """The facts a model and the generator need, for a run without a loaded dataset: no name and
+    no normalisation (which only evaluation data needs)."""
+    return DatasetInfo(None, num_classes, in_channels, image_size, (), (), hflip=False)
 
 
 class DataError(DDADError):

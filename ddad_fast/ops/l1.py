@@ -49,6 +49,12 @@ def _check(t: Tensor, s: Tensor, op: str) -> None:
     )
 
 
+def fused_takes(t: Tensor, s: Tensor) -> bool:
+    """Whether :func:`l1_discrepancy` takes t and s: the same shape and device, each float32,
+    bfloat16 or float16 (two of them are promoted to the wider one)."""
+    return t.shape == s.shape and t.device == s.device and t.dtype in _DTYPES and s.dtype in _DTYPES
+
+
 if AVAILABLE:
 
     @torch.library.register_fake("ddad::l1_discrepancy")
