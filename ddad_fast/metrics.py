@@ -47,3 +47,12 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
             {k: float(v) if v != "" else float("nan") for k, v in r.items()}
             for r in csv.DictReader(f)
         ]
+
+
+def epoch_line(row: dict[str, float | int | str], epochs: int) -> str:
+    """One plain line for a metrics row, for logs where no progress bar can redraw: the epoch,
+    its losses, the student's score where evaluated, and the run's seconds."""
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    parts += [f"{k} {v:.4g}" for k, v in row.items() if k.startswith(("loss_", "l1_", "bn_"))]
+    parts += [f"{k} {v:.2f}" for k, v in row.items() if k.startswith("student_")]
+    return ", ".join(parts) + f" ({row['seconds']:.0f} s)"

@@ -40,7 +40,7 @@ from .distributed import (
 from .feature_hooks import PenultimateFeatures
 from .guards import LossGuard, check_models_fit, first_non_finite
 from .losses import activation_loss, logit_discrepancy, negative_entropy_loss, onehot_loss
-from .metrics import MetricsLog
+from .metrics import MetricsLog, epoch_line
 from .model_io import weights_sha256
 from .optimizers import make_student_optimizer
 from .replay import ReplayMemory
@@ -287,7 +287,7 @@ class DDADTrainer:
             initial=checked,
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (cfg.progress and self.dist.is_main and sys.stderr.isatty()),
         )
         while self.iteration < cfg.epoch_iters:
             it = self.iteration
@@ -400,7 +400,7 @@ class DDADTrainer:
                 initial=self.epoch,
                 total=cfg.epochs,
                 desc="distill",
-                disable=not (cfg.progress and main),
+                disable=not (cfg.progress and main and sys.stderr.isatty()),
             )
             done = 0
             while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
@@ -433,6 +433,8 @@ class DDADTrainer:
                     row["lr_generator"] = lr_generator
                     row["seconds"] = round(progress.seconds(), 2)
                     log.append(row)
+                    if cfg.progress and not sys.stderr.isatty():  # no bar: one line per epoch
+                        print(epoch_line(row, cfg.epochs), flush=True)
                     if not evaluating:
                         record = student_record(self, progress.score)  # score: nan
                         save_atomic(record, self.out_dir / "student.pt")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import distill_argv
 
 import ddad_fast
 from ddad_fast import demo
@@ -101,3 +102,16 @@ def test_demo_teacher_cache_ignores_a_different_setting(tmp_path, monkeypatch):
     assert cached_teacher(cfg) == tmp_path / "teacher.pt"
     assert cached_teacher(dataclasses.replace(cfg, lr=0.5)) is None
     assert isinstance(cfg, TeacherConfig)
+
+
+def test_without_a_terminal_each_epoch_is_one_plain_line(tiny_distill, capsys):
+    # pytest's captured stderr is no terminal: the bars stay off, one line per epoch instead
+    cfg = dataclasses.replace(tiny_distill, progress=True)
+    assert main(distill_argv(cfg)) == 0
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0].split(",")[0] for line in lines] == [
+        f"epoch {e}/{cfg.epochs}" for e in (1, 2, 3)
+    ]
+    assert "loss_student" in lines[0] and "student_acc" in lines[0]
+    assert "\r" not in out.err  # no progress bar redraws
