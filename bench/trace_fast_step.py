@@ -65,6 +65,7 @@ def fake_cuda_trainer(
     with (
         fake_mode,
         mock.patch("ddad_fast.trainer.rank_device", return_value=torch.device("cuda")),
+        mock.patch("ddad_fast.distill_config.check_device"),  # "cuda" is fine: it is faked
         mock.patch("torch.Generator", lambda device=None: cpu_generator()),
     ):
         return DDADTrainer(cfg, *models, test_set=None, info=info, ops=FAST)
