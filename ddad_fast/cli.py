@@ -27,6 +27,7 @@ from .distributed import resolve_device, shutdown
 from .errors import DDADError
 from .model_io import load_model
 from .run_folder import check_out_dir
+from .run_plots import plot_run_folder, write_run_plots
 from .seg_metrics import evaluate_segmentation
 from .setting_checks import check_device, check_image_size
 from .signals import INTERRUPTED_STATUS, Stopped, stop_line, stop_status
@@ -115,6 +116,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         return stop_status(result.stopped)
     if not trainer.dist.is_main:
         return 0
+    info = trainer.info
+    write_run_plots(cfg.out_dir, trainer.generator, trainer.noise(), info.mean, info.std)
     if cfg.dataset is None:
         print(
             f"distill: student after {result.epochs} epochs, {result.seconds:.0f}s, not evaluated "
@@ -148,6 +151,11 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(f"{where} mIoU {100 * scores.miou:.2f}% pixel accuracy {100 * scores.pixel_acc:.2f}%")
     per_class = " ".join(f"{k}:{100 * iou:.1f}" for k, iou in enumerate(scores.per_class_iou))
     print(f"eval: per-class IoU (%, nan: class absent) {per_class}")
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    paths = plot_run_folder(args.run_dir)
+    print(f"plot: {', '.join(map(str, paths))}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -184,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("plot", help="redraw samples.png and curves.png of a distillation run")
+    p.add_argument("run_dir", help="a ddad distill out-dir (its last.pt and metrics.csv)")
+    p.set_defaults(run=_cmd_plot)
 
     p = sub.add_parser("demo", help="the embedded default: digits teacher, data-free student")
     p.add_argument(

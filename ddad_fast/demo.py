@@ -11,11 +11,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-import torch
-
 from .builder import build_trainer
 from .distill_config import DistillConfig
-from .plots import plot_distill_curves, save_image_grid
+from .run_plots import write_run_plots
 from .teacher import TeacherConfig, cached_teacher, train_teacher
 from .trainer import DDADTrainer, DistillResult
 
@@ -76,11 +74,7 @@ def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = 
         out,
         "demo",
     )
-    with torch.no_grad():
-        samples = trainer.generator(trainer.noise())[:64]
-    info = trainer.info
-    save_image_grid(samples, out / "samples.png", info.mean, info.std)
-    plot_distill_curves(out / "metrics.csv", out / "curves.png")
+    write_run_plots(out, trainer.generator, trainer.noise(), trainer.info.mean, trainer.info.std)
     seconds = time.perf_counter() - start
     print(f"demo: student best {result.best_acc:.2f}%, outputs in {out}/")
     line = (

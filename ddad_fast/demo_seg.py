@@ -82,7 +82,7 @@ def run_seg_demo(
         }
     info = trainer.info
     save_seg_panel(images, maps, out / "seg_samples.png", info.mean, info.std, info.num_classes)
-    plot_distill_curves(out / "metrics.csv", out / "curves.png", score="miou")
+    plot_distill_curves(out / "metrics.csv", out / "curves.png")
     seconds = time.perf_counter() - start
     print(f"demo-seg: student best mIoU {result.best_acc:.2f}%, outputs in {out}/")
     line = (

@@ -17,11 +17,15 @@ def save_image_grid(
 ) -> None:
     """Write normalised images (N, C, H, W), 1 or 3 channels, as one PNG grid of ``ncol`` columns.
 
-    The normalisation is undone with ``mean``/``std`` and pixels are clipped to [0, 1].
+    The normalisation is undone with ``mean``/``std`` and pixels are clipped to [0, 1]; without
+    them (a run with no dataset), each grid is scaled from its own minimum to its maximum.
     """
     images = images.detach().float().cpu()
     c = images.shape[1]
-    pixels = images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    if mean and std:
+        pixels = images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    else:
+        pixels = (images - images.min()) / (images.max() - images.min()).clamp_min(1e-12)
     pixels = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     n = len(pixels)
     nrow = (n + ncol - 1) // ncol
@@ -69,20 +73,22 @@ def save_seg_panel(
     fig.savefig(path, dpi=80)
 
 
-def plot_distill_curves(metrics_csv: str | Path, path: str | Path, score: str = "acc") -> None:
-    """Plot the score (student, teacher) and the losses per epoch of a distillation metrics CSV.
-
-    score: the score's column suffix, ``acc`` (accuracy) or ``miou`` (mean IoU).
-    """
+def plot_distill_curves(metrics_csv: str | Path, path: str | Path) -> None:
+    """Plot the score (student, teacher) and the losses per epoch of a distillation metrics CSV;
+    the score is accuracy (``student_acc``) or mean IoU (``student_miou``), and a run that was not
+    evaluated gets its losses alone."""
     rows = read_metrics(metrics_csv)
     epochs = [r["epoch"] for r in rows]
-    fig = Figure(figsize=(10, 4))
-    ax_acc, ax_loss = fig.subplots(1, 2)
-    ax_acc.plot(epochs, [r[f"student_{score}"] for r in rows], label="student")
-    ax_acc.plot(epochs, [r[f"teacher_{score}"] for r in rows], "--", label="teacher")
-    title = {"acc": "accuracy", "miou": "mean IoU"}[score]
-    ax_acc.set(xlabel="epoch", ylabel=f"test {title} (%)", title=title)
-    ax_acc.legend()
+    score = next((s for s in ("acc", "miou") if rows and f"student_{s}" in rows[0]), None)
+    fig = Figure(figsize=(10, 4) if score else (5, 4))
+    *ax_score, ax_loss = fig.subplots(1, 2 if score else 1, squeeze=False).flat
+    if score:
+        ax = ax_score[0]
+        ax.plot(epochs, [r[f"student_{score}"] for r in rows], label="student")
+        ax.plot(epochs, [r[f"teacher_{score}"] for r in rows], "--", label="teacher")
+        title = {"acc": "accuracy", "miou": "mean IoU"}[score]
+        ax.set(xlabel="epoch", ylabel=f"test {title} (%)", title=title)
+        ax.legend()
     for key in ("loss_student", "l1_generator", "bn_loss"):
         ax_loss.plot(epochs, [r[key] for r in rows], label=key)
     ax_loss.set(xlabel="epoch", yscale="log", title="losses")

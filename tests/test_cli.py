@@ -4,6 +4,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import distill_argv
@@ -115,3 +116,17 @@ def test_without_a_terminal_each_epoch_is_one_plain_line(tiny_distill, capsys):
     ]
     assert "loss_student" in lines[0] and "student_acc" in lines[0]
     assert "\r" not in out.err  # no progress bar redraws
+
+
+def test_distill_writes_its_plots_and_ddad_plot_redraws_them(tiny_distill, tmp_path, capsys):
+    assert main(distill_argv(tiny_distill)) == 0
+    out = Path(tiny_distill.out_dir)
+    for name in ("samples.png", "curves.png"):
+        assert (out / name).stat().st_size > 1000
+        (out / name).unlink()
+    assert main(["plot", str(out)]) == 0
+    assert all((out / name).stat().st_size > 1000 for name in ("samples.png", "curves.png"))
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ddad: error:") and "last.pt" in err[0]

@@ -20,7 +20,8 @@ def test_distill_without_data_writes_a_student_to_evaluate_later_and_resumes(
     cfg = dataclasses.replace(DATA_FREE, teacher_ckpt=str(digits_teacher), out_dir=str(out))
     assert main(distill_argv(cfg)) == 0
     assert "not evaluated (no --dataset)" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.csv", "student.pt"]
+    files = ["curves.png", "last.pt", "metrics.csv", "samples.png", "student.pt"]
+    assert sorted(p.name for p in out.iterdir()) == files  # curves.png: the losses alone
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
