@@ -80,6 +80,16 @@ def config_from_args(cls: type, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
+TEACHER_EXAMPLES = """examples:
+  ddad teacher --model smallcnn --dataset digits --epochs 60 --out-dir runs/teacher
+  ddad teacher --model resnet34 --dataset cifar10 --data-root ~/data/cifar10 --epochs 200"""
+DISTILL_EXAMPLES = """examples:
+  ddad distill --teacher-ckpt runs/teacher/teacher.pt --student tinycnn   # no data needed
+  ddad distill --teacher-ckpt t.pt --student resnet18 --dataset cifar10 --backend fast
+  ddad distill --teacher-ckpt t.pt --student resnet18 --resume            # continue last.pt
+  torchrun --nproc_per_node=8 -m ddad_fast distill --teacher-ckpt t.pt --backend fast ..."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line, like the command's other errors."""
 
@@ -173,12 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ddad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("teacher", help="train a teacher on a real dataset")
+    p = sub.add_parser(
+        "teacher",
+        help="train a teacher on a real dataset",
+        epilog=TEACHER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_flags(p, TeacherConfig)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=_cmd_teacher)
 
-    p = sub.add_parser("distill", help="distill a student from a teacher, without data")
+    p = sub.add_parser(
+        "distill",
+        help="distill a student from a teacher, without data",
+        epilog=DISTILL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_flags(p, DistillConfig, DISTILL_ALIASES)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=_cmd_distill)
