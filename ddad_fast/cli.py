@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .backends import backend_names
 from .batching import accuracy
 from .builder import build_trainer
 from .data import dataset_names, load_dataset
@@ -26,8 +27,11 @@ from .distill_config import DistillConfig
 from .distributed import resolve_device, shutdown
 from .errors import DDADError
 from .model_io import load_model
+from .models import model_names
+from .optimizers import OPTIMIZERS
 from .run_folder import check_out_dir
 from .run_plots import plot_run_folder, write_run_plots
+from .schedules import SCHEDULES
 from .seg_metrics import evaluate_segmentation
 from .setting_checks import check_device, check_image_size
 from .signals import INTERRUPTED_STATUS, Stopped, stop_line, stop_status
@@ -56,6 +60,21 @@ DFAD_ALIASES = {
 DISTILL_ALIASES = {**DFAD_ALIASES, "dataset": ["--eval-dataset"]}
 
 
+def allowed_values() -> dict[str, list[str]]:
+    """The values a setting takes, for the settings that take one of a list (its --help)."""
+    return {
+        "backend": backend_names(),
+        "task": list(TASK_NAMES),
+        "schedule": list(SCHEDULES),
+        "student_optimizer": list(OPTIMIZERS),
+        "optimizer": list(OPTIMIZERS),
+        "dataset": dataset_names(),
+        "model": model_names(),
+        "teacher": model_names(),
+        "student": model_names(),
+    }
+
+
 def add_config_flags(
     parser: argparse.ArgumentParser, cls: type, aliases: dict[str, list[str]] | None = None
 ) -> None:
@@ -63,11 +82,14 @@ def add_config_flags(
     ``aliases`` (extra flag names per field)."""
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
+    allowed = allowed_values()
     for field in dataclasses.fields(cls):
         flags = ["--" + field.name.replace("_", "-"), *(aliases or {}).get(field.name, [])]
         kind = hints[field.name]
         base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-        help_text = f"{comments.get(field.name, '')} (default: {field.default})".replace("%", "%%")
+        one_of = f"; one of: {', '.join(allowed[field.name])}" if field.name in allowed else ""
+        help_text = f"{comments.get(field.name, '')} (default: {field.default}{one_of})"
+        help_text = help_text.replace("%", "%%")
         if base is bool:
             parser.add_argument(
                 *flags, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
