@@ -19,6 +19,7 @@
 #       discrepancy side by side
 #   6   the top 10 kernels of one fast iteration (torch.profiler, in step 4's process)
 #   7a  `torchrun --nproc_per_node=1 -m ddad_fast distill ... --device cuda --backend fast`
+#       (dry run: --backend eager)
 #   7b  a one-rank NCCL process group: the collectives the trainer uses, then three iterations of
 #       the fast backend (CUDA graphs) in it
 # They run in the order 1, 2, 4, 6, 5, 7a, 7b, 3a, 3b, so that a spent budget costs the op
@@ -190,6 +191,8 @@ step_parity() {
 
 step_torchrun() {
     local teacher=$OUT/parity/teacher/teacher.pt
+    local BACKEND=fast
+    ((DRY)) && BACKEND=eager  # the dry run's fast paths compile in steps 4, 5 and 7b already
     if [[ ! -s $teacher ]]; then  # step 5 did not leave one
         teacher=$OUT/teacher/teacher.pt
         "$PYTHON" -m ddad_fast teacher --model smallcnn --dataset digits --epochs 3 \
@@ -198,7 +201,7 @@ step_torchrun() {
     fi
     "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 -m ddad_fast distill \
         --teacher-ckpt "$teacher" --student tinycnn --dataset digits --epochs 2 --epoch-iters 5 \
-        --student-steps 2 --batch-size 32 --nz 16 --ngf 8 --device "$DEV" --backend fast \
+        --student-steps 2 --batch-size 32 --nz 16 --ngf 8 --device "$DEV" --backend "$BACKEND" \
         --no-progress --out-dir "$OUT/torchrun" &&
         test -s "$OUT/torchrun/last.pt"
 }
@@ -220,7 +223,7 @@ run_step 2 "CUDA tests (test_l1, test_bn_stats; -k cuda)" 150 bash -c step_tests
 run_step 4 "bench_step: eager fp32 vs fast" 300 bash -c step_step
 run_step 6 "top 10 kernels of a fast iteration (step 4's profile)" 15 bash -c step_profile
 run_step 5 "parity: fast vs eager on digits" 180 bash -c step_parity
-run_step 7a "torchrun, 1 rank: ddad distill --backend fast" 120 bash -c step_torchrun
+run_step 7a "torchrun, 1 rank: ddad distill" 120 bash -c step_torchrun
 run_step 7b "torchrun, 1 rank: process group ($([[ $DEV == cuda ]] && echo NCCL || echo gloo))" \
     150 bash -c step_process_group
 run_step 3a "bench_bn_stats" 120 bash -c step_bn_stats

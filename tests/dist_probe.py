@@ -4,7 +4,7 @@ and in the test's own process for the single-process reference.
 ``python dist_probe.py TEACHER_CKPT OUT.pt BACKEND``: every rank takes its share of the same global
 batch of noise; rank 0 saves the global losses (per-rank L1 and generator losses averaged over the
 ranks, the BN term as every rank sees it), the generator's gradients after their average over
-ranks, and, after one student step too, how many graphs and graph breaks torch.compile made.
+ranks, and how many graphs and graph breaks torch.compile made.
 """
 
 import os
@@ -50,7 +50,6 @@ def probe(teacher_ckpt: str, out_dir: str, backend: str) -> dict[str, torch.Tens
         dist.all_reduce(losses)
         losses /= ctx.world_size
     grads = torch.cat([p.grad.flatten() for p in trainer.generator.parameters()])
-    trainer.student_step()
     result = {
         "losses": losses,
         "grads": grads,

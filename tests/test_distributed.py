@@ -100,9 +100,10 @@ def test_two_ranks_of_b_give_the_loss_and_gradients_of_one_rank_of_2b(
     torch.testing.assert_close(two["losses"], single["losses"], rtol=1e-5, atol=1e-6)
     assert single["losses"][1] > 0.1  # the BN term is really there
     torch.testing.assert_close(two["grads"], single["grads"], rtol=1e-4, atol=1e-6)
-    # The fast backend compiles generator_loss and student_loss: one graph each, on every world
-    # size (the BN term's all-reduce traced inside), and no graph break.
-    assert int(two["graphs"]) == (2 if backend == "fast" else 0), int(two["graphs"])
+    # The fast backend compiles generator_loss into one graph on every world size (the BN term's
+    # all-reduce traced inside), with no graph break; student_loss has no collective, and its
+    # 2-rank compilation is exercised by the step-for-step test below.
+    assert int(two["graphs"]) == (1 if backend == "fast" else 0), int(two["graphs"])
     assert int(two["graph_breaks"]) == 0
 
 
@@ -147,8 +148,10 @@ def test_torchrun_two_ranks_runs_ddad_like_one_process(tiny_distill, tmp_path, o
             assert r2[key] == pytest.approx(r1[key], rel=0.3), (r1["epoch"], key)
 
 
+# The fast variant (a minute of compiling on two cores) runs with `make test-slow`: the stop
+# travels through the loop, not the compiled functions, and the fast kill -9 test below resumes.
 @needs_gloo
-@pytest.mark.parametrize("backend", ["eager", "fast"])
+@pytest.mark.parametrize("backend", ["eager", pytest.param("fast", marks=pytest.mark.slow)])
 def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(
     backend, tiny_distill, tmp_path, one_thread
 ):
@@ -184,8 +187,10 @@ def test_sigterm_to_torchrun_checkpoints_and_every_rank_exits_0(
     assert trainer.fit(stop_after=1).epochs == last["epoch"] + 1
 
 
+# The eager variant runs with `make test-slow`: test_resilience.py kills and resumes eager runs in
+# one process, and the fast variant here covers the torchrun path.
 @needs_gloo
-@pytest.mark.parametrize("backend", ["eager", "fast"])
+@pytest.mark.parametrize("backend", [pytest.param("eager", marks=pytest.mark.slow), "fast"])
 def test_kill_9_of_every_rank_then_torchrun_resume_ends_as_an_uninterrupted_run(
     backend, tiny_distill, tmp_path, one_thread
 ):
