@@ -104,13 +104,6 @@ def backends(setting: dict) -> tuple[str, ...]:
     return ("eager", "fast") + (("eager+replay", "fast+replay") if setting.get("replay") else ())
 
 
-def iteration(trainer: DDADTrainer) -> torch.Tensor:
-    """One DDAD iteration: the student steps, then the generator step (as the loop runs them)."""
-    for k in range(trainer.cfg.student_steps):
-        trainer.student_step(trainer.replays(k))
-    return trainer.generator_step()
-
-
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -137,7 +130,9 @@ def measure(
             torch.cuda.reset_peak_memory_stats()
         trainers[backend] = make_trainer(backend, device, setting, dist)
         for _ in range(setting.get("warmup", DEFAULTS["warmup"])):
-            iteration(trainers[backend])  # compile, autotune and CUDA-graph capture happen here
+            trainers[backend].run_iteration(
+                0
+            )  # compile, autotune and CUDA-graph capture happen here
         sync(device)
         peak_mb = (
             (torch.cuda.max_memory_allocated() - base) / 2**20
@@ -148,7 +143,7 @@ def measure(
     for _ in range(setting["iters"]):
         for backend, trainer in trainers.items():
             start = time.perf_counter()
-            iteration(trainer)
+            trainer.run_iteration(0)
             sync(device)
             result[backend]["times"].append(time.perf_counter() - start)
     for r in result.values():
@@ -162,9 +157,9 @@ def iteration_flops(device: str, setting: dict, backend: str = "eager") -> int:
     ``backend`` ``eager+replay``: of one with its replay memory already holding a batch."""
     trainer = make_trainer(backend, device, setting)
     if trainer.memory is not None:
-        iteration(trainer)  # fills the memory: the counted iteration replays
+        trainer.run_iteration(0)  # fills the memory: the counted iteration replays
     with FlopCounterMode(display=False) as counter:
-        iteration(trainer)
+        trainer.run_iteration(0)
     return counter.get_total_flops()
 
 
@@ -211,7 +206,7 @@ def profile_iteration(trainer: DDADTrainer, device: str, path: Path, top: int = 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sync(device)
     with profile(activities=activities) as prof:
-        iteration(trainer)
+        trainer.run_iteration(0)
         sync(device)
     events = prof.key_averages()
 

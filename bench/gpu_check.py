@@ -149,8 +149,7 @@ def probe_process_group(device: str) -> int:
         ctx,
     )
     for it in range(3):
-        trainer.losses[it, 0] = sum(trainer.student_step() for _ in range(cfg.student_steps))
-        trainer.losses[it, 1:] = trainer.generator_step()
+        trainer.run_iteration(it)
     assert torch.isfinite(trainer.losses[:3]).all(), trainer.losses[:3]
     graphs = "with CUDA graphs" if cuda else "no CUDA graphs on CPU"
     print(f"fast backend, 3 iterations in the process group ({graphs}): OK")

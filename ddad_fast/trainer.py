@@ -256,6 +256,16 @@ class DDADTrainer:
         self.opt_generator.step()
         return parts
 
+    def run_iteration(self, row: int) -> None:
+        """One DDAD iteration: ``student_steps`` student steps (replayed ones after the first
+        ``replay_fresh``, with ``--replay``), then one generator step; its losses go to
+        ``self.losses[row]``, each step's copied out at once (under CUDA graphs the next step
+        overwrites a step's outputs)."""
+        self.losses[row, 0] = 0.0
+        for k in range(self.cfg.student_steps):
+            self.losses[row, 0] += self.student_step(self.replays(k))
+        self.losses[row, 1:] = self.generator_step()
+
     def remember(self, images: Tensor, t_logits: Tensor) -> None:
         """Copy a step's images and teacher outputs into the replay memory, if there is one (at
         once: under CUDA graphs the next step overwrites them)."""
@@ -290,14 +300,8 @@ class DDADTrainer:
             disable=not (cfg.progress and self.dist.is_main and sys.stderr.isatty()),
         )
         while self.iteration < cfg.epoch_iters:
-            it = self.iteration
-            # Each step's losses are copied out at once: under CUDA graphs a step's outputs are
-            # overwritten by the next one.
-            self.losses[it, 0] = 0.0
-            for k in range(cfg.student_steps):
-                self.losses[it, 0] += self.student_step(self.replays(k))
-            self.losses[it, 1:] = self.generator_step()
-            self.iteration = it + 1
+            self.run_iteration(self.iteration)
+            self.iteration += 1
             bar.update()
             due = self.iteration - checked >= cfg.check_every or self.iteration == cfg.epoch_iters
             # One process reads its stop flag at every step boundary; ranks agree at the checks.
