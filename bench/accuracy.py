@@ -18,15 +18,15 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ddad_fast.distributed import resolve_device
-from ddad_fast.study import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.study
+
+from bench.study import (
     DATA_FREE,
     DEFAULT_METHODS,
     METHODS,
@@ -35,19 +35,13 @@ from ddad_fast.study import (
     run_study,
     tiny_distill,
 )
-from ddad_fast.study_report import plot_accuracy_vs_time, replace_section, section
-
-
-def _commit() -> str:
-    """``git rev-parse HEAD``, marked ``+dirty`` when tracked files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], check=False).returncode
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+from bench.study_report import (
+    checkout_commit,
+    plot_accuracy_vs_time,
+    replace_section,
+    section,
+)
+from ddad_fast.distributed import resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         cfg.distill = tiny_distill(cfg.distill)
     command = "python bench/accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    commit = _commit()  # the code that runs, whatever is committed while it runs
+    commit = checkout_commit()  # the code that runs, whatever is committed while it runs
     load_before = os.getloadavg()
     start = time.perf_counter()
     teachers, runs = run_study(cfg, args.jobs)

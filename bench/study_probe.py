@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ddad_fast.distill_config import DistillConfig
-from ddad_fast.errors import ConfigError
-from ddad_fast.study import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.study
+
+from bench.study import (
     DATA_FREE,
     METHODS,
     TINY_PLANS,
@@ -33,6 +33,8 @@ from ddad_fast.study import (
     run_data_free,
     tiny_distill,
 )
+from ddad_fast.distill_config import DistillConfig
+from ddad_fast.errors import ConfigError
 
 
 def parse_setting(text: str) -> tuple[str, object]:

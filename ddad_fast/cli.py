@@ -14,7 +14,7 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .backends import backend_names
@@ -29,6 +29,7 @@ from .errors import DDADError
 from .model_io import load_model
 from .models import model_names
 from .optimizers import OPTIMIZERS
+from .recipes import RECIPES, recipe_settings
 from .run_folder import check_out_dir
 from .run_plots import plot_run_folder, write_run_plots
 from .schedules import SCHEDULES
@@ -78,8 +79,9 @@ def allowed_values() -> dict[str, list[str]]:
 def add_config_flags(
     parser: argparse.ArgumentParser, cls: type, aliases: dict[str, list[str]] | None = None
 ) -> None:
-    """One flag per dataclass field of ``cls``, typed and defaulted from the field, plus
-    ``aliases`` (extra flag names per field)."""
+    """One flag per dataclass field of ``cls``, typed from the field, plus ``aliases`` (extra flag
+    names per field). A flag not given stays out of the parsed namespace (``given_settings``); a
+    tuple field takes one or more values."""
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
     allowed = allowed_values()
@@ -89,17 +91,46 @@ def add_config_flags(
         base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
         one_of = f"; one of: {', '.join(allowed[field.name])}" if field.name in allowed else ""
         help_text = f"{comments.get(field.name, '')} (default: {field.default}{one_of})"
-        help_text = help_text.replace("%", "%%")
+        flag = {"default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
         if base is bool:
-            parser.add_argument(
-                *flags, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
-            )
+            flag["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is tuple:
+            flag.update(type=typing.get_args(base)[0], nargs="+", metavar="N")
         else:
-            parser.add_argument(*flags, type=base, default=field.default, help=help_text)
+            flag["type"] = base
+        parser.add_argument(*flags, **flag)
+
+
+def given_settings(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """``{field: value}`` for the fields of ``cls`` whose flags the command line gave."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name in args}
 
 
 def config_from_args(cls: type, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    """``cls`` with the settings the command line gave, the others at their defaults."""
+    return cls(**given_settings(cls, args))
+
+
+def resolve_distill_settings(
+    args: argparse.Namespace,
+) -> tuple[DistillConfig, dict[str, str]]:
+    """The run's settings: ``--recipe``'s, overridden by every flag the command line gave; and,
+    per setting, where its value came from (the command line, the recipe, or the default)."""
+    given = given_settings(DistillConfig, args)
+    recipe = recipe_settings(args.recipe) if args.recipe else {}
+    origin = {
+        **dict.fromkeys(recipe, f"recipe {args.recipe}"),
+        **dict.fromkeys(given, "command line"),
+    }
+    sources = {f.name: origin.get(f.name, "default") for f in dataclasses.fields(DistillConfig)}
+    return DistillConfig(**{**recipe, **given}), sources
+
+
+def config_lines(cfg: Any, sources: dict[str, str]) -> list[str]:
+    """``name = value  # source`` for every setting of ``cfg``, in the dataclass's order."""
+    settings = [(f"{f.name} = {getattr(cfg, f.name)}", f.name) for f in dataclasses.fields(cfg)]
+    width = max(len(text) for text, _ in settings)
+    return [f"{text:<{width}}  # {sources[name]}" for text, name in settings]
 
 
 TEACHER_EXAMPLES = """examples:
@@ -109,6 +140,8 @@ DISTILL_EXAMPLES = """examples:
   ddad distill --teacher-ckpt runs/teacher/teacher.pt --student tinycnn   # no data needed
   ddad distill --teacher-ckpt t.pt --student resnet18 --dataset cifar10 --backend fast
   ddad distill --teacher-ckpt t.pt --student resnet18 --resume            # continue last.pt
+  ddad distill --recipe dfad-cifar10 --teacher-ckpt t.pt --backend fast   # DFAD's command
+  ddad distill --recipe dfad-nyuv2 --print-config                          # its settings
   torchrun --nproc_per_node=8 -m ddad_fast distill --teacher-ckpt t.pt --backend fast ..."""
 
 
@@ -129,8 +162,11 @@ def _cmd_teacher(args: argparse.Namespace) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    cfg = config_from_args(DistillConfig, args)
+    cfg, sources = resolve_distill_settings(args)
     cfg.validate()
+    if args.print_config:
+        print("\n".join(config_lines(cfg, sources)))
+        return 0
     check_out_dir(cfg.out_dir, cfg.resume, args.overwrite)
     trainer = build_trainer(cfg)
     if trainer.ops.compile and trainer.dist.is_main:
@@ -223,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(p, DistillConfig, DISTILL_ALIASES)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument(
+        "--recipe",
+        metavar="NAME",
+        help="start from a published command's settings; flags given here override them "
+        f"(one of: {', '.join(RECIPES)}; ddad_fast/recipes.py names each value's source)",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings and where each came from, then exit (nothing loads)",
+    )
     p.set_defaults(run=_cmd_distill)
 
     p = sub.add_parser("eval", help="test accuracy (or mIoU) of a saved model")

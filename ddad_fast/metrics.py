@@ -36,8 +36,22 @@ class MetricsLog:
             self._fields = list(row)
             with self.path.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self._fields).writeheader()
+        elif not set(row) <= set(self._fields):  # a column the resumed run's rows lack
+            self._widen([*self._fields, *(k for k in row if k not in self._fields)])
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._fields).writerow(row)
+
+    def _widen(self, fields: list[str]) -> None:
+        """Rewrite the file under the header ``fields``, earlier rows empty in the new columns."""
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._fields = fields
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:

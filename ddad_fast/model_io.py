@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .checkpoint import load_checkpoint, load_state_strict
 from .errors import CheckpointError, ConfigError
 from .models import build_model
+from .models.published_names import in_our_names
 from .tasks import check_task
 
 MODEL_KIND = "ddad_fast.model"
@@ -60,13 +61,6 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _strip_module_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop the ``module.`` prefix DataParallel/DDP checkpoints carry."""
-    if state and all(k.startswith("module.") for k in state):
-        return {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
 def _check_matches(path: Path, record: dict[str, Any], expected: dict[str, Any]) -> None:
     """Refuse a model whose recorded facts differ from what the run needs."""
     for key, want in expected.items():
@@ -92,7 +86,8 @@ def load_model(
 
     Accepts our model records (``teacher.pt``, ``best.pt``), our training checkpoints (their
     ``model`` entry) and published raw state_dicts (bare, or under ``state_dict``/``model``, with or
-    without a ``module.`` prefix), for which ``name`` and the three shape facts must be given.
+    without a ``module.`` prefix, torchvision's auxiliary head set aside: ``in_our_names``), for
+    which ``name`` and the three shape facts must be given.
     A record of a model of the user's own class (``class_path``) is refused in one line.
     ``task`` (cls or seg), when given, refuses a model made for the other task first.
     ``name_flag``, ``shape_flags``: what the caller's user gives for ``name`` and for the shape
@@ -142,7 +137,7 @@ def load_model(
             "in_channels": in_channels,
             "image_size": image_size,
         }
-        state = _strip_module_prefix(state)
+        state = in_our_names(state)
     model = build_model(
         record["model"], record["num_classes"], record["in_channels"], record["image_size"]
     )

@@ -39,11 +39,18 @@ class RunProgress:
     teacher_sha256: str  # the teacher's weights (model_io.weights_sha256): resuming checks them
     score: float = math.nan  # the student's last evaluated test score (nan before epoch 1)
     seconds_before: float = 0.0  # seconds the run took in the processes before this one
+    cpu_seconds_before: float = 0.0  # CPU seconds of the processes before this one
     started: float = field(default_factory=time.perf_counter)  # this process's clock at start
+    cpu_started: float = field(default_factory=time.process_time)  # its CPU clock at start
 
     def seconds(self) -> float:
         """Seconds the run has taken so far, across resumptions."""
         return self.seconds_before + time.perf_counter() - self.started
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process (all its threads) so far, across resumptions: with one
+        torch thread, the wall time the run would take alone on a core, whatever else runs."""
+        return self.cpu_seconds_before + time.process_time() - self.cpu_started
 
 
 def student_record(trainer: DDADTrainer, acc: float) -> dict:
@@ -92,6 +99,7 @@ def run_state_dict(
         "model": student_record(trainer, progress.score),
         "teacher_sha256": progress.teacher_sha256,
         "seconds": progress.seconds(),
+        "cpu_seconds": progress.cpu_seconds(),
         "generator": trainer.generator.state_dict(),
         "opt_student": trainer.opt_student.state_dict(),
         "opt_generator": trainer.opt_generator.state_dict(),
@@ -146,7 +154,10 @@ def load_run_state(trainer: DDADTrainer, path: Path) -> RunProgress:
         if iteration:
             trainer.losses[:iteration] = ckpt["losses"].to(trainer.device)
         progress = RunProgress(
-            teacher_sha256, ckpt["model"].get("test_acc", math.nan), ckpt.get("seconds", 0.0)
+            teacher_sha256,
+            ckpt["model"].get("test_acc", math.nan),
+            ckpt.get("seconds", 0.0),
+            ckpt.get("cpu_seconds", 0.0),
         )
     except KeyError as e:
         raise CheckpointError(f"checkpoint {path} is missing its {e} entry") from None

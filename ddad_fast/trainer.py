@@ -142,7 +142,7 @@ class DDADTrainer:
         self._replayed_student_loss = self.ops.compiled(self.replayed_student_loss, self.device)
         # Each rank its own memory: it replays the samples its own steps made, as one process does.
         self.memory = ReplayMemory(cfg.replay) if cfg.replay > 0 else None
-        schedule = cfg.schedule, cfg.epochs, cfg.step_every
+        schedule = cfg.schedule, cfg.epochs, cfg.step_every, cfg.milestones, cfg.step_gamma
         self.sched_student = make_scheduler(self.opt_student, *schedule)
         self.sched_generator = make_scheduler(self.opt_generator, *schedule)
         self.noise_rng = torch.Generator(device=self.device)
@@ -436,6 +436,7 @@ class DDADTrainer:
                     row["lr_student"] = lr_student
                     row["lr_generator"] = lr_generator
                     row["seconds"] = round(progress.seconds(), 2)
+                    row["cpu_seconds"] = round(progress.cpu_seconds(), 2)
                     log.append(row)
                     if cfg.progress and not sys.stderr.isatty():  # no bar: one line per epoch
                         print(epoch_line(row, cfg.epochs), flush=True)

@@ -58,6 +58,26 @@ COMBINED = [
     ("distill", ["--schedule", "bogus"], "unknown schedule 'bogus'"),
     ("distill", ["--step-every", "-1"], "step_every must be non-negative"),
     ("distill", ["--step-every", "5", "--schedule", "none"], "step_every applies to the step"),
+    ("distill", ["--milestones", "1"], "milestones apply to the step schedule only, not 'none'"),
+    ("distill", ["--schedule", "step", "--milestones", "0"], "milestones must be positive, got 0"),
+    ("distill", ["--schedule", "step", "--epochs", "9", "--milestones", "3", "3"], "increasing"),
+    ("distill", ["--schedule", "step", "--epochs", "9", "--milestones", "5", "2"], "increasing"),
+    ("distill", ["--schedule", "step", "--milestones", "1"], "milestones must be below epochs (1)"),
+    (
+        "distill",
+        ["--schedule", "step", "--epochs", "9", "--milestones", "3", "--step-every", "2"],
+        "give milestones or step_every, not both",
+    ),  # fmt: skip
+    ("distill", ["--milestones", "x"], "argument --milestones: invalid int value: 'x'"),
+    ("distill", ["--milestones", "1.5"], "argument --milestones: invalid int value: '1.5'"),
+    ("distill", ["--milestones"], "argument --milestones: expected at least one argument"),
+    ("distill", ["--step-gamma", "0"], "step_gamma must be in (0, 1], got 0.0"),
+    ("distill", ["--step-gamma", "2"], "step_gamma must be in (0, 1], got 2.0"),
+    ("distill", ["--step-gamma", "nan"], "step_gamma must be a finite number"),
+    ("distill", ["--step-gamma", "0.3"], "step_gamma applies to the step schedule only"),
+    ("distill", ["--recipe", "nope"], "unknown recipe 'nope'; choose one of ddad, dfad-cifar10"),
+    ("distill", ["--recipe"], "argument --recipe: expected one argument"),
+    ("distill", ["--recipe", "dfad-camvid"], "has model='smallcnn' but this run needs model='deep"),
     ("distill", ["--nan-retries", "-1"], "nan_retries must be non-negative"),
     ("distill", ["--batch-size", "1"], "batch_size must be at least 2"),
     ("distill", ["--student-optimizer", "rmsprop"], "student_optimizer must be sgd or adam"),
@@ -119,6 +139,11 @@ WHOLE = [
     (["nope"], "argument command: invalid choice: 'nope'"),
     (["eval", "--dataset", "digits"], "the following arguments are required: --ckpt"),
     (["distill", "--out-dir", "FOLDER/new"], "needs a trained teacher"),
+    (["distill", "--recipe", "nope", "--print-config"], "unknown recipe 'nope'"),
+    (
+        ["distill", "--recipe", "dfad-cifar10", "--epochs", "100", "--print-config"],
+        "milestones must be below epochs (100), got 100 200",
+    ),  # fmt: skip
 ]
 # A finished run resumed with what cannot continue it (the base flags, --overwrite swapped for
 # --resume).

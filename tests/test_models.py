@@ -7,6 +7,7 @@ from old_names import (
     assert_same_initialisation,
     assert_state_dict_layout,
 )
+from published_layouts import generator_a
 from torch import nn
 
 from ddad_fast.models import Generator, build_model, model_names
@@ -30,6 +31,7 @@ MIN_SIZE = {
     "resnet18_8x": 8,
     "resnet34": 8,
     "resnet34_8x": 8,
+    "wrn40_1": 8,
     "wrn40_2": 8,
     "wrn16_1": 8,
     "wrn16_2": 8,
@@ -150,38 +152,10 @@ def test_generator_output_is_batch_normalised(size, channels):
     assert (per_channel.var(dim=1, unbiased=False) - 1).abs().max() < 1e-2
 
 
-def _dfad_generator_a_keys(nz, ngf, nc, img_size):
-    """The state_dict keys and shapes of DFAD's GeneratorA (network/gan.py) built with these
-    arguments, written out from its layout: l1 = Sequential(Linear); conv_blocks0 = Sequential(BN);
-    conv_blocks1 = Sequential(conv, BN, LeakyReLU); conv_blocks2 = Sequential(conv, BN, LeakyReLU,
-    conv, Tanh, BN(affine=False))."""
-    init = img_size // 4
-
-    def bn(name, c, affine=True):
-        shapes = {f"{name}.weight": (c,), f"{name}.bias": (c,)} if affine else {}
-        shapes.update({f"{name}.running_mean": (c,), f"{name}.running_var": (c,)})
-        return {**shapes, f"{name}.num_batches_tracked": ()}
-
-    def conv(name, cin, cout):
-        return {f"{name}.weight": (cout, cin, 3, 3), f"{name}.bias": (cout,)}
-
-    return {
-        "l1.0.weight": (2 * ngf * init**2, nz),
-        "l1.0.bias": (2 * ngf * init**2,),
-        **bn("conv_blocks0.0", 2 * ngf),
-        **conv("conv_blocks1.0", 2 * ngf, 2 * ngf),
-        **bn("conv_blocks1.1", 2 * ngf),
-        **conv("conv_blocks2.0", 2 * ngf, ngf),
-        **bn("conv_blocks2.1", ngf),
-        **conv("conv_blocks2.3", ngf, nc),
-        **bn("conv_blocks2.5", nc, affine=False),
-    }
-
-
 @pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 32), (16, 8, 1, 8)])
 def test_generator_state_dict_keys_are_dfads(nz, ngf, nc, size):
     generator = Generator(nz=nz, ngf=ngf, channels=nc, image_size=size)
-    assert_state_dict_layout(generator, _dfad_generator_a_keys(nz, ngf, nc, size))
+    assert_state_dict_layout(generator, generator_a(nz, ngf, nc, size))
 
 
 class _GeneratorBeforeRename(nn.Module):

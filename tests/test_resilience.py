@@ -72,9 +72,9 @@ def _resume_to_the_end(cfg) -> None:
 
 
 def _metrics(cfg) -> list[dict[str, float]]:
-    """The metrics rows without their wall-clock column."""
+    """The metrics rows without their clock columns."""
     rows = read_metrics(Path(cfg.out_dir) / "metrics.csv")
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in rows]
 
 
 # ----------------------------------------------------------------------------- kill -9, SIGTERM

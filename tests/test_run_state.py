@@ -2,7 +2,9 @@
 the final weights, each epoch's own rates, the seconds across resumptions; and a finished run
 resumes to print its result or to go on for more epochs."""
 
+import csv
 import dataclasses
+import math
 import re
 import shutil
 from pathlib import Path
@@ -77,16 +79,33 @@ def test_last_pt_holds_the_final_score_and_the_metrics_the_epochs_own_rates(tiny
     assert last["best_acc"] == best["test_acc"]
 
 
-def test_seconds_go_on_across_a_resumption(tiny_distill):
+@pytest.mark.parametrize("clock", ["seconds", "cpu_seconds"])
+def test_seconds_go_on_across_a_resumption(tiny_distill, clock):
     build_trainer(tiny_distill).fit(stop_after=1)
     last = Path(tiny_distill.out_dir) / "last.pt"
     ckpt = load_checkpoint(last)
-    assert 0 < ckpt["seconds"] < 1000
-    ckpt["seconds"] = 1000.0  # as if the first process had run for 1000 s
+    assert 0 < ckpt[clock] < 1000
+    ckpt[clock] = 1000.0  # as if the first process had run for 1000 s
     save_atomic(ckpt, last)
     result = build_trainer(dataclasses.replace(tiny_distill, resume=True)).fit()
-    seconds = [r["seconds"] for r in read_metrics(Path(tiny_distill.out_dir) / "metrics.csv")]
-    assert seconds[0] < 1000 <= seconds[1] <= seconds[2] <= result.seconds
+    seconds = [r[clock] for r in read_metrics(Path(tiny_distill.out_dir) / "metrics.csv")]
+    assert seconds[0] < 1000 <= seconds[1] <= seconds[2]
+    if clock == "seconds":  # (CPU seconds of several threads may pass the wall time)
+        assert seconds[2] <= result.seconds
+
+
+def test_a_run_resumed_from_metrics_without_cpu_seconds_adds_the_column(tiny_distill):
+    build_trainer(tiny_distill).fit(stop_after=1)
+    path = Path(tiny_distill.out_dir) / "metrics.csv"
+    with path.open(newline="") as f:  # as written before the column existed
+        rows = [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in csv.DictReader(f)]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    build_trainer(dataclasses.replace(tiny_distill, resume=True)).fit()
+    cpu = [r["cpu_seconds"] for r in read_metrics(path)]
+    assert math.isnan(cpu[0]) and 0 < cpu[1] <= cpu[2]
 
 
 def test_a_finished_run_resumed_prints_its_result_and_more_epochs_extend_it(

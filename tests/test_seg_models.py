@@ -8,6 +8,7 @@ from old_names import (
     assert_same_initialisation,
     assert_state_dict_layout,
 )
+from published_layouts import deeplab_head, generator_b
 from torch import nn
 
 from ddad_fast.amp import output_layer
@@ -83,36 +84,6 @@ def test_full_width_models_give_logit_maps_of_the_input_size():
             assert model(torch.randn(1, 3, 32, 32)).shape == (1, 13, 32, 32)
 
 
-def _torchvision_head_keys(cin: int, classes: int, channels: int = 256, rates: int = 3) -> dict:
-    """The state_dict keys and shapes of torchvision's DeepLabHead (models/segmentation/
-    deeplabv3.py) under ``classifier.``, written out from its layout: Sequential(ASPP, conv3x3, BN,
-    ReLU, conv1x1); ASPP.convs = [Sequential(conv1x1, BN, ReLU), ASPPConv(conv3x3, BN, ReLU) per
-    rate, ASPPPooling(AdaptiveAvgPool2d, conv1x1, BN, ReLU)]; ASPP.project = Sequential(conv1x1,
-    BN, ReLU, Dropout). Every conv but the last has no bias."""
-
-    def bn(name):
-        shapes = {
-            f"{name}.{p}": (channels,) for p in ("weight", "bias", "running_mean", "running_var")
-        }
-        return {**shapes, f"{name}.num_batches_tracked": ()}
-
-    keys = {"classifier.0.convs.0.0.weight": (channels, cin, 1, 1), **bn("classifier.0.convs.0.1")}
-    for i in range(1, rates + 1):
-        keys[f"classifier.0.convs.{i}.0.weight"] = (channels, cin, 3, 3)
-        keys.update(bn(f"classifier.0.convs.{i}.1"))
-    pool = f"classifier.0.convs.{rates + 1}"
-    keys.update({f"{pool}.1.weight": (channels, cin, 1, 1), **bn(f"{pool}.2")})
-    keys["classifier.0.project.0.weight"] = (channels, (rates + 2) * channels, 1, 1)
-    keys.update(bn("classifier.0.project.1"))
-    keys["classifier.1.weight"] = (channels, channels, 3, 3)
-    keys.update(bn("classifier.2"))
-    return {
-        **keys,
-        "classifier.4.weight": (classes, channels, 1, 1),
-        "classifier.4.bias": (classes,),
-    }
-
-
 @pytest.mark.parametrize(
     ("name", "classes", "channels", "rates"),
     [("deeplabv3_resnet50", 21, 256, 3), ("deeplabv3_mobilenetv2_tiny", 5, 32, 3)],
@@ -123,7 +94,7 @@ def test_deeplab_head_state_dict_keys_are_torchvisions(name, classes, channels, 
     state = {
         k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("classifier.")
     }
-    expected = _torchvision_head_keys(model.backbone.out_channels, classes, channels, rates)
+    expected = deeplab_head(model.backbone.out_channels, classes, channels, rates)
     assert list(state) == list(expected)
     assert state == expected
     assert output_layer(model, dense=True) is model.classifier[4]
@@ -250,36 +221,10 @@ def test_seg_generator_refuses_a_size_not_a_multiple_of_16():
         SegGenerator(8, 4, 3, 40)
 
 
-def _dfad_generator_b_keys(nz, ngf, nc, img_size):
-    """The state_dict keys and shapes of DFAD's GeneratorB (network/gan.py) for the same
-    arguments, written out from its layout: project = Sequential(Flatten, Linear); main =
-    Sequential(BN, [ConvTranspose(bias=False), BN, LeakyReLU] x4, Conv3x3, Tanh)."""
-    init = img_size // 16
-
-    def bn(name, c):
-        shapes = {f"{name}.{p}": (c,) for p in ("weight", "bias", "running_mean", "running_var")}
-        return {**shapes, f"{name}.num_batches_tracked": ()}
-
-    def up(i, cin, cout):
-        return {f"main.{i}.weight": (cin, cout, 4, 4), **bn(f"main.{i + 1}", cout)}
-
-    return {
-        "project.1.weight": (8 * ngf * init**2, nz),
-        "project.1.bias": (8 * ngf * init**2,),
-        **bn("main.0", 8 * ngf),
-        **up(1, 8 * ngf, 4 * ngf),
-        **up(4, 4 * ngf, 2 * ngf),
-        **up(7, 2 * ngf, ngf),
-        **up(10, ngf, ngf),
-        "main.13.weight": (nc, ngf, 3, 3),
-        "main.13.bias": (nc,),
-    }
-
-
 @pytest.mark.parametrize(("nz", "ngf", "nc", "size"), [(256, 64, 3, 128), (8, 4, 1, 32)])
 def test_seg_generator_state_dict_keys_are_generator_bs(nz, ngf, nc, size):
     generator = SegGenerator(nz=nz, ngf=ngf, channels=nc, image_size=size)
-    assert_state_dict_layout(generator, _dfad_generator_b_keys(nz, ngf, nc, size))
+    assert_state_dict_layout(generator, generator_b(nz, ngf, nc, size))
 
 
 class _SegGeneratorBeforeRename(nn.Module):
@@ -329,9 +274,11 @@ def test_seg_generator_initialisation_is_unchanged_by_the_rename():
 def test_registry_keeps_segmentation_models_apart_from_classifiers():
     assert seg_model_names() == [
         "deeplabv3_mobilenetv2",
+        "deeplabv3_mobilenetv2_dfad",
         "deeplabv3_mobilenetv2_small",
         "deeplabv3_mobilenetv2_tiny",
         "deeplabv3_resnet50",
+        "deeplabv3_resnet50_dfad",
         "deeplabv3_resnet_small",
     ]
     assert not set(seg_model_names()) & set(model_names())

@@ -12,19 +12,20 @@ import torch
 from conftest import TINY_DISTILL
 from torch.utils.data import TensorDataset
 
-from ddad_fast.data import DatasetInfo
-from ddad_fast.feature_hooks import PenultimateFeatures
-from ddad_fast.losses import activation_loss, negative_entropy_loss, onehot_loss
-from ddad_fast.models import Generator, build_model
-from ddad_fast.study import (
+from bench.study import (
     DEFAULT_METHODS,
     METHODS,
     TINY_PLANS,
+    CurvePoint,
     RunResult,
     StudyConfig,
     TeacherResult,
 )
-from ddad_fast.study_report import SECTION_BEGIN, SECTION_END, replace_section, section
+from bench.study_report import SECTION_BEGIN, SECTION_END, replace_section, section
+from ddad_fast.data import DatasetInfo
+from ddad_fast.feature_hooks import PenultimateFeatures
+from ddad_fast.losses import activation_loss, negative_entropy_loss, onehot_loss
+from ddad_fast.models import Generator, build_model
 from ddad_fast.trainer import DDADTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ def test_the_study_script_writes_table_csv_and_pngs(tmp_path):
 def test_a_section_without_data_free_rows_has_no_sample_table():
     cfg = StudyConfig(plans=TINY_PLANS, methods=("kd-real", "scratch"), seeds=(0,))
     teachers = [TeacherResult("digits", 90.0, 5.0, Path("teacher.pt"))]
-    runs = [RunResult("digits", m, 0, 80.0, 80.0, 1.0, [(1.0, 80.0)]) for m in cfg.methods]
+    point = CurvePoint(1.0, 1.0, 80.0)
+    runs = [RunResult("digits", m, 0, 80.0, 80.0, 1.0, 1.0, [point]) for m in cfg.methods]
     text = section(cfg, teachers, runs, "python bench/accuracy.py", "facts", ".")
     assert "| KD on the real training images (reference) | 80.00 ± 0.00 |" in text
     assert "Generated samples" not in text and "| dataset |  |" not in text

@@ -58,7 +58,8 @@ def dataset_task(name: str) -> str:
 
 
 def default_image_size(name: str) -> int:
-    """The side length ``load_dataset`` resizes to when no image_size is given."""
+    """The default ``image_size`` of ``load_dataset``: the side images are resized to, or for
+    CamVid and NYUv2 the side of the random train crop."""
     _check_name(name)
     return _DEFAULT_SIZES[name]
 
@@ -74,8 +75,10 @@ def load_dataset(
     root: the folder holding the files; None means /usr/share/datasets/fashion-mnist for
     fashion-mnist and composite-fashion-mnist, ./data/<name> for the others; digits and
     composite-digits (bundled with scikit-learn) ignore it. image_size: the side length images
-    are resized to (default ``default_image_size(name)``). split_seed: seeds the 80/20 stratified
-    split of the datasets without an official test set (digits, caltech101); the others ignore it.
+    are resized to; CamVid and NYUv2 resize to a shorter side of 256 and take this as the side
+    of their random train crop (default ``default_image_size(name)``). split_seed: seeds the
+    80/20 stratified split of the datasets without an official test set (digits, caltech101); the
+    others ignore it.
     """
     _check_name(name)
     size = default_image_size(name) if image_size is None else image_size

@@ -22,7 +22,7 @@ class DatasetInfo:
     name: str | None  # None: no dataset loaded
     num_classes: int
     in_channels: int
-    image_size: int  # the size images were resized to
+    image_size: int  # the side images are resized to (CamVid, NYUv2: the side of the train crop)
     mean: tuple[float, ...]  # per-channel normalisation applied after scaling pixels to [0, 1]
     std: tuple[float, ...]
     hflip: bool  # whether random horizontal flips are a valid augmentation

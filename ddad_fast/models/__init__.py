@@ -13,6 +13,7 @@ from .deeplab import DeepLabV3
 from .generator import Generator
 from .generator_seg import SegGenerator
 from .mobilenetv2 import MobileNetV2Backbone
+from .mobilenetv2_dfad import DFADMobileNetV2Backbone
 from .resnet_cifar import resnet18, resnet34
 from .resnet_dilated import DilatedResNet
 from .small import SmallCNN
@@ -35,6 +36,7 @@ _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
     "resnet34": (resnet34, 8),
     "resnet18_8x": (resnet18, 8),
     "resnet34_8x": (resnet34, 8),
+    "wrn40_1": (partial(WideResNet, 40, 1), 8),
     "wrn40_2": (partial(WideResNet, 40, 2), 8),
     "wrn16_1": (partial(WideResNet, 16, 1), 8),
     "wrn16_2": (partial(WideResNet, 16, 2), 8),
@@ -72,12 +74,25 @@ def _deeplab_mobilenet(
     return DeepLabV3(backbone, num_classes, aspp, rates)
 
 
+# DFAD's DeepLabHead (network/segmentation/_deeplab.py) has atrous rates 12/24/32, torchvision's
+# 12/24/36; the layers and their shapes are the same.
+DFAD_RATES = (12, 24, 32)
+
+
+def _deeplab_mobilenet_dfad(num_classes: int, in_channels: int) -> DeepLabV3:
+    """DFAD's segmentation student: DeepLabV3 at DFAD's rates on DFAD's MobileNetV2."""
+    return DeepLabV3(DFADMobileNetV2Backbone(in_channels), num_classes, rates=DFAD_RATES)
+
+
 # Segmentation models: (N, in_channels, H, W) -> logit maps (N, num_classes, H, W). The full-width
-# pair is DFAD's segmentation pair; the small ones (same family, fewer and narrower layers, atrous
-# rates for feature maps of a few pixels) are the CPU default's.
+# pair follows torchvision; the ``_dfad`` pair is DFAD's segmentation teacher and student, whose
+# published checkpoints load strictly into them; the small ones (same family, fewer and narrower
+# layers, atrous rates for feature maps of a few pixels) are the CPU default's.
 _SEG_REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], int]] = {
     "deeplabv3_resnet50": (_deeplab_resnet, 16),
     "deeplabv3_mobilenetv2": (_deeplab_mobilenet, 16),
+    "deeplabv3_resnet50_dfad": (partial(_deeplab_resnet, rates=DFAD_RATES), 16),
+    "deeplabv3_mobilenetv2_dfad": (_deeplab_mobilenet_dfad, 16),
     "deeplabv3_resnet_small": (
         partial(
             _deeplab_resnet,

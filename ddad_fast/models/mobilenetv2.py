@@ -1,11 +1,11 @@
 """MobileNetV2 backbone (Sandler et al. 2018), dilated for dense prediction.
 
 Layer for layer torchvision's ``mobilenet_v2().features`` without its last 1x1 conv to 1280
-channels: the backbone DFAD's DeepLabV3-MobileNetV2 uses (features end at the 320-channel
-inverted residual). Once the output stride is reached, a stage's stride 2 becomes a dilation of 2
-(the stage's first block keeps the previous dilation). ``width`` scales every layer's channels,
-rounded to multiples of 8 as torchvision does; ``max_blocks`` caps the blocks of each stage (the
-depth setting of the small variants).
+channels (features end at the 320-channel inverted residual, as in DFAD's DeepLabV3 student, whose
+padding, dilations and names differ: ``mobilenetv2_dfad``). Once the output stride is reached, a
+stage's stride 2 becomes a dilation of 2 (the stage's first block keeps the previous dilation).
+``width`` scales every layer's channels, rounded to multiples of 8 as torchvision does;
+``max_blocks`` caps the blocks of each stage (the depth setting of the small variants).
 """
 
 from __future__ import annotations
@@ -32,10 +32,17 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def conv_bn_relu6(
-    cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    padding: int | None = None,
 ) -> nn.Sequential:
-    """conv (no bias, padding ``dilation * (kernel // 2)``) -> BN -> ReLU6."""
-    padding = dilation * (kernel // 2)
+    """conv (no bias; padding ``dilation * (kernel // 2)`` unless given) -> BN -> ReLU6."""
+    if padding is None:
+        padding = dilation * (kernel // 2)
     conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
 

@@ -17,24 +17,25 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from .batching import accuracy, iterate_batches
-from .builder import build_trainer
-from .data import load_dataset, train_augment
-from .distill_config import DistillConfig
-from .distributed import resolve_device
-from .errors import ConfigError
-from .losses import logit_discrepancy
-from .metrics import read_metrics
-from .model_io import load_model
-from .models import build_model
-from .optimizers import make_student_optimizer
-from .plots import save_image_grid
-from .schedules import make_scheduler
-from .teacher import TeacherConfig, cached_teacher, train_teacher
+from ddad_fast.batching import accuracy, iterate_batches
+from ddad_fast.builder import build_trainer
+from ddad_fast.data import load_dataset, train_augment
+from ddad_fast.distill_config import DistillConfig
+from ddad_fast.distributed import resolve_device
+from ddad_fast.errors import ConfigError
+from ddad_fast.losses import logit_discrepancy
+from ddad_fast.metrics import read_metrics
+from ddad_fast.model_io import load_model
+from ddad_fast.models import build_model
+from ddad_fast.optimizers import make_student_optimizer
+from ddad_fast.plots import save_image_grid
+from ddad_fast.schedules import make_scheduler
+from ddad_fast.teacher import TeacherConfig, cached_teacher, train_teacher
 
 DATA_FREE = "data-free"  # a DDADTrainer run: the student sees generated images only
 KD_REAL = "kd-real"  # L1 to the teacher's logits on the real training images
@@ -152,9 +153,18 @@ class StudyConfig:
             raise ConfigError("the study needs at least one seed and one dataset")
 
 
+class CurvePoint(NamedTuple):
+    """A run's state after one epoch: wall and CPU seconds since its start, test accuracy %."""
+
+    seconds: float
+    cpu_seconds: float
+    acc: float
+
+
 @dataclass
 class RunResult:
-    """One (dataset, method, seed) run: final and best test accuracy (%) and its wall time."""
+    """One (dataset, method, seed) run: final and best test accuracy (%), its wall time and the
+    CPU time of its process (with one torch thread: its wall time alone on a core)."""
 
     dataset: str
     method: str
@@ -162,7 +172,8 @@ class RunResult:
     final_acc: float
     best_acc: float
     seconds: float
-    curve: list[tuple[float, float]]  # (seconds since start, test accuracy %) after each epoch
+    cpu_seconds: float
+    curve: list[CurvePoint]  # after each epoch
 
 
 @dataclass
@@ -218,8 +229,7 @@ def distill_config(
         out_dir=str(Path(cfg.out_dir) / plan.dataset / method / f"seed{seed}"),
         device=cfg.device,
         progress=cfg.progress,
-        replay=METHODS[method].replay_batches * plan.batch_size,
-        **METHODS[method].overrides,
+        **{"replay": METHODS[method].replay_batches * plan.batch_size, **METHODS[method].overrides},
     )
 
 
@@ -227,19 +237,21 @@ def run_data_free(
     cfg: StudyConfig, plan: DatasetPlan, method: str, seed: int, teacher: Path
 ) -> RunResult:
     """One DDADTrainer run; the first seed also writes ``samples.png`` (32 generated images)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     dcfg = distill_config(cfg, plan, method, seed, teacher)
     trainer = build_trainer(dcfg)
     result = trainer.fit()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if seed == cfg.seeds[0]:
         with torch.no_grad():
             samples = trainer.generator(trainer.noise())[:32]
         info = trainer.info
         save_image_grid(samples, Path(dcfg.out_dir) / "samples.png", info.mean, info.std)
     rows = read_metrics(Path(dcfg.out_dir) / "metrics.csv")
-    curve = [(r["seconds"], r["student_acc"]) for r in rows]
-    return RunResult(plan.dataset, method, seed, result.final_acc, result.best_acc, seconds, curve)
+    curve = [CurvePoint(r["seconds"], r["cpu_seconds"], r["student_acc"]) for r in rows]
+    return RunResult(
+        plan.dataset, method, seed, result.final_acc, result.best_acc, seconds, cpu_seconds, curve
+    )
 
 
 def run_real_data(
@@ -253,7 +265,7 @@ def run_real_data(
     optimiser, learning rate, momentum, weight decay and schedule (and, for KD_REAL, its
     ``center_logits``), and are evaluated after each epoch.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     dcfg = cfg.distill
     device = resolve_device(cfg.device)
     train_set, test_set, info = load_dataset(plan.dataset, None, plan.image_size)
@@ -267,7 +279,9 @@ def run_real_data(
     student = build_model(cfg.student, info.num_classes, info.in_channels, info.image_size)
     student = student.to(device).train()
     opt = make_student_optimizer(dcfg, student.parameters(), None)
-    sched = make_scheduler(opt, dcfg.schedule, plan.epochs, dcfg.step_every)
+    sched = make_scheduler(
+        opt, dcfg.schedule, plan.epochs, dcfg.step_every, dcfg.milestones, dcfg.step_gamma
+    )
     shuffle = torch.Generator().manual_seed(seed)
     batches = itertools.chain.from_iterable(
         iterate_batches(train_set, plan.batch_size, device, True, shuffle)
@@ -291,8 +305,9 @@ def run_real_data(
         sched.step()
         acc = accuracy(student, test_set, device)
         best = max(best, acc)
-        curve.append((time.perf_counter() - start, acc))
-    return RunResult(plan.dataset, method, seed, acc, best, time.perf_counter() - start, curve)
+        curve.append(CurvePoint(time.perf_counter() - start, time.process_time() - cpu_start, acc))
+    seconds, cpu_seconds = curve[-1].seconds, curve[-1].cpu_seconds
+    return RunResult(plan.dataset, method, seed, acc, best, seconds, cpu_seconds, curve)
 
 
 def run_dataset(cfg: StudyConfig, plan: DatasetPlan) -> tuple[TeacherResult, list[RunResult]]:
@@ -337,10 +352,11 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> tuple[list[TeacherResult], lis
 
 
 def write_runs_csv(runs: list[RunResult], path: Path) -> None:
-    """One row per run: dataset, method, seed, final and best accuracy, wall seconds."""
+    """One row per run: dataset, method, seed, final and best accuracy, wall and CPU seconds."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "method", "seed", "final_acc", "best_acc", "seconds"])
+        head = ["dataset", "method", "seed", "final_acc", "best_acc", "seconds", "cpu_seconds"]
+        writer.writerow(head)
         for r in runs:
             row = [r.dataset, r.method, r.seed, f"{r.final_acc:.2f}", f"{r.best_acc:.2f}"]
-            writer.writerow([*row, f"{r.seconds:.1f}"])
+            writer.writerow([*row, f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}"])

@@ -4,11 +4,24 @@ against wall time, and the section of bench/RESULTS.md they go into."""
 from __future__ import annotations
 
 import statistics
+import subprocess
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .study import DATA_FREE, METHODS, RunResult, StudyConfig, TeacherResult
+from bench.study import DATA_FREE, METHODS, RunResult, StudyConfig, TeacherResult
+
+
+def checkout_commit() -> str:
+    """``git rev-parse HEAD``, marked ``+dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], check=False).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -69,8 +82,8 @@ def plot_accuracy_vs_time(cfg: StudyConfig, runs: list[RunResult], path: Path) -
         for method in cfg.methods:
             curves = [r.curve for r in _group(runs, plan.dataset, method)]
             n = min(len(c) for c in curves)
-            seconds = [statistics.fmean(c[i][0] for c in curves) for i in range(n)]
-            acc = [statistics.fmean(c[i][1] for c in curves) for i in range(n)]
+            seconds = [statistics.fmean(c[i].seconds for c in curves) for i in range(n)]
+            acc = [statistics.fmean(c[i].acc for c in curves) for i in range(n)]
             style = "-o" if METHODS[method].kind == DATA_FREE else "--s"
             ax.plot(seconds, acc, style, markersize=3, label=method)
         ax.set(xlabel="wall time (s)", ylabel="test accuracy (%)", title=plan.dataset)
@@ -155,12 +168,14 @@ def section(
 
 
 def replace_section(path: Path, text: str) -> None:
-    """Put ``text`` (a whole section, markers included) in place of the marked section of the
-    Markdown file ``path``, or append it when the file has none."""
+    """Put ``text`` (a whole section: its first line the begin marker, its last the end marker)
+    in place of the section between the same markers in the Markdown file ``path``, or append
+    it when the file has none."""
+    begin, end = text.split("\n", 1)[0], text.rsplit("\n", 1)[-1]
     old = path.read_text() if path.exists() else ""
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        tail = rest.split(SECTION_END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         new = head + text + tail
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
