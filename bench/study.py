@@ -52,6 +52,10 @@ class Method:
     replay_batches: int = 0  # DATA_FREE: a replay memory of this many of the plan's batches
 
 
+# With replay: every student step on samples from the memory (which the generator steps fill), and
+# twice DDAD's student steps per generator step.
+REPLAY_SETTINGS = {"replay_fresh": 0, "student_steps": 10}
+
 # The paper weights of DAFL (its MNIST/CIFAR scripts): one-hot 1, activation 0.1, entropy 5.
 DAFL_WEIGHTS = {"lambda_onehot": 1.0, "lambda_activation": 0.1, "lambda_entropy": 5.0}
 
@@ -68,13 +72,19 @@ METHODS: dict[str, Method] = {
         DATA_FREE,
         {"lambda_adv": 0.0, "lambda_bn": 0.0, **DAFL_WEIGHTS},
     ),
-    # --replay: 4 of the 5 student steps on samples drawn from a memory of the last 16 batches
-    "ddad+replay": Method("DDAD with replay (memory of 16 batches)", DATA_FREE, replay_batches=16),
-    "bn-only+replay": Method(
-        "bn-only with replay (memory of 16 batches)",
+    # --replay: a memory of the last 64 batches (generator steps only, replay_fresh 0), 10 student
+    # steps per generator step, every one replayed: chosen by the probes in RESULTS.md
+    "ddad+replay": Method(
+        "DDAD with replay (64-batch memory, 10 replayed student steps per generator step)",
         DATA_FREE,
-        {"lambda_adv": 0.0, "lambda_onehot": 1.0, "lambda_entropy": 5.0},
-        replay_batches=16,
+        REPLAY_SETTINGS,
+        replay_batches=64,
+    ),
+    "bn-only+replay": Method(
+        "bn-only with replay (as ddad+replay)",
+        DATA_FREE,
+        {"lambda_adv": 0.0, "lambda_onehot": 1.0, "lambda_entropy": 5.0, **REPLAY_SETTINGS},
+        replay_batches=64,
     ),
     "kd-real": Method("KD on the real training images (reference)", KD_REAL),
     "scratch": Method("student from scratch on the real labels (reference)", SCRATCH_REAL),

@@ -166,3 +166,30 @@ def test_compiled_bf16_training_follows_fp32(follow_config, seed):
     fp32 = _epoch_rows(cfg, EAGER, "fp32")
     bf16 = _epoch_rows(cfg, FAST_BF16, "bf16")
     assert _relative_epoch_gap(bf16, fp32) < 0.03
+
+
+def test_sign_of_t_minus_s_survives_bf16_at_the_end_of_a_run(follow_config):
+    # The discrepancy an fp32 DDAD run leaves after its 240 steps (the follow runs' setting), on
+    # 512 fresh generated images, every model in the mode the loop uses: sign(t - s) under bf16
+    # autocast with fp32 output layers against fp32, the same models. Measured
+    # (ATEN_CPU_CAPABILITY avx2 / default): 99.57% / 99.65% agree (plain bf16 autocast 99.22% /
+    # 99.28%), median |t - s| 0.41 / 0.44. The rest is bf16 rounding inside the networks; a
+    # student fitted much closer (the test above) keeps 86%, and fp16 autocast there 93% (avx2).
+    trainer = build_trainer(follow_config)
+    trainer.fit()
+    teacher, student = trainer.teacher, trainer.student  # in the modes the loop uses them in
+    noise = torch.randn(512, follow_config.nz, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        images = trainer.generator(noise).to(BF16).float()
+
+    def t_minus_s(amp: bool) -> Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=BF16, enabled=amp):
+            return teacher(images).float() - student(images).float()
+
+    ref, plain = t_minus_s(False), t_minus_s(True)
+    for model in (teacher, student):
+        fp32_output_layer(model, dense=False)
+    fixed = t_minus_s(True)
+    assert ref.abs().median() > 0.1  # a discrepancy the run left, not a fitted one
+    assert _sign_agreement(fixed, ref) >= 0.99
+    assert _sign_agreement(fixed, ref) > _sign_agreement(plain, ref)
