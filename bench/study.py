@@ -244,13 +244,24 @@ def distill_config(
 
 
 def run_data_free(
-    cfg: StudyConfig, plan: DatasetPlan, method: str, seed: int, teacher: Path
+    cfg: StudyConfig,
+    plan: DatasetPlan,
+    method: str,
+    seed: int,
+    teacher: Path,
+    resume_every_epoch: bool = False,
 ) -> RunResult:
-    """One DDADTrainer run; the first seed also writes ``samples.png`` (32 generated images)."""
+    """One DDADTrainer run; the first seed also writes ``samples.png`` (32 generated images).
+    ``resume_every_epoch``: after each epoch a new trainer resumes from ``last.pt``, as a run
+    stopped and resumed every epoch would (what ``last.pt`` leaves out, e.g. the replay memory,
+    starts afresh each time)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     dcfg = distill_config(cfg, plan, method, seed, teacher)
     trainer = build_trainer(dcfg)
-    result = trainer.fit()
+    result = trainer.fit(stop_after=1 if resume_every_epoch else None)
+    while result.epochs < dcfg.epochs:
+        trainer = build_trainer(dataclasses.replace(dcfg, resume=True))
+        result = trainer.fit(stop_after=1)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if seed == cfg.seeds[0]:
         with torch.no_grad():

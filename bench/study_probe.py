@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-dir", default="runs/study", help="where the teacher is cached")
     parser.add_argument("--out-dir", default="runs/probe")
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument(
+        "--resume-every-epoch",
+        action="store_true",
+        help="a new trainer resumes from last.pt after every epoch (what a resume costs a run)",
+    )
     parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
     return parser
 
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     METHODS["probe"] = probe  # run_data_free looks the method up by name
     accs = []
     for seed in args.seeds:
-        result = run_data_free(cfg, plan, "probe", seed, teacher)
+        result = run_data_free(cfg, plan, "probe", seed, teacher, args.resume_every_epoch)
         accs.append(result.final_acc)
         print(f"probe seed {seed}: {result.final_acc:.2f}% ({result.seconds:.0f}s)", flush=True)
     spread = statistics.stdev(accs) if len(accs) > 1 else 0.0

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.study import TINY_PLANS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,6 +67,28 @@ def test_a_bad_setting_stops_the_probe_with_its_name(tmp_path, setting, message)
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "study").exists()  # stopped before training the teacher
+
+
+def test_a_probe_resumed_every_epoch_without_replay_ends_where_a_straight_one_does(tmp_path):
+    # Without replay, last.pt holds everything: resuming after every epoch changes nothing.
+    straight = run_probe(tmp_path, "--seeds", "0")
+    resumed = run_bench(
+        "study_probe.py",
+        *["--tiny", "--dataset", "digits", "--study-dir", str(tmp_path / "study"), "--seeds", "0"],
+        *["--out-dir", str(tmp_path / "resumed"), "--resume-every-epoch"],
+    )
+    assert straight.returncode == 0 and resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = [
+        (tmp_path / out / "digits" / "probe" / "seed0" / "metrics.csv").read_text().splitlines()
+        for out in ("probe", "resumed")
+    ]
+    assert len(rows[1]) == 1 + TINY_PLANS[0].epochs
+
+    def accuracies(lines: list[str]) -> list[str]:
+        column = lines[0].split(",").index("student_acc")
+        return [line.split(",")[column] for line in lines[1:]]
+
+    assert accuracies(rows[1]) == accuracies(rows[0])
 
 
 def test_diagnose_prints_per_class_rows_of_a_finished_run(tmp_path):
