@@ -141,12 +141,7 @@ def section(
             SECTION_BEGIN,
             "## Accuracy study: does the dual discriminator pay?",
             "",
-            "```",
-            f"$ {command}",
-            "```",
-            "",
-            facts,
-            "",
+            *command_and_facts(command, facts),
             f"{cfg.teacher} teacher -> {cfg.student} student; seeds {list(cfg.seeds)}; the final "
             "epoch's accuracy on the whole real test split (no model selection on it), mean ± "
             "sample std over seeds; wall s = mean seconds per run (data loading, training and the "
@@ -165,6 +160,11 @@ def section(
             SECTION_END,
         ]
     )
+
+
+def command_and_facts(command: str, facts: str) -> list[str]:
+    """A section's opening lines: the command that wrote it, in a code block, then its facts."""
+    return ["```", f"$ {command}", "```", "", facts, ""]
 
 
 def replace_section(path: Path, text: str) -> None:

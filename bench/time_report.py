@@ -11,7 +11,7 @@ from typing import NamedTuple
 from matplotlib.figure import Figure
 
 from bench.study import DATA_FREE, METHODS, CurvePoint, RunResult, StudyConfig
-from bench.study_report import mean_std
+from bench.study_report import command_and_facts, mean_std
 
 
 class RunSpec(NamedTuple):
@@ -182,12 +182,7 @@ def time_section(
             f"{marker}: begin (written by bench/time_to_accuracy.py) -->",
             f"### Time to accuracy: {plan.dataset}",
             "",
-            "```",
-            f"$ {command}",
-            "```",
-            "",
-            facts,
-            "",
+            *command_and_facts(command, facts),
             f"{cfg.teacher} teacher -> {cfg.student} student, batch {plan.batch_size}, "
             f"{plan.epoch_iters} iterations x {steps} student steps per epoch, one test "
             f"evaluation per epoch; `xN` = N x {plan.epochs} epochs. Seeds {list(cfg.seeds)}, mean "

@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ddad_fast.amp import fp32_output_layer, output_layer
 from ddad_fast.backends import EAGER, FAST
@@ -79,6 +79,26 @@ def _sign_agreement(d: Tensor, ref: Tensor) -> float:
     return (d.sign() == ref.sign()).float().mean().item()
 
 
+def _t_minus_s(teacher: nn.Module, student: nn.Module, images: Tensor, amp: bool) -> Tensor:
+    """t - s (fp32) on ``images``, the networks under CPU bf16 autocast when ``amp``."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=BF16, enabled=amp):
+        return teacher(images).float() - student(images).float()
+
+
+def _t_minus_s_three_ways(
+    teacher: nn.Module, student: nn.Module, images: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """t - s in fp32, in plain bf16 autocast, and in bf16 autocast with fp32 output layers (the
+    two models keep those from here on)."""
+    ref, plain = (
+        _t_minus_s(teacher, student, images, False),
+        _t_minus_s(teacher, student, images, True),
+    )
+    for model in (teacher, student):
+        fp32_output_layer(model, dense=False)
+    return ref, plain, _t_minus_s(teacher, student, images, True)
+
+
 def test_sign_of_t_minus_s_survives_bf16(tiny_distill):
     # A late-training discrepancy: the student fitted (L1, 200 full-batch Adam steps) to the
     # teacher's logits on 256 generated images, which leaves many |t - s| near zero (median
@@ -104,15 +124,8 @@ def test_sign_of_t_minus_s_survives_bf16(tiny_distill):
         opt.step()
         sched.step()
 
-    def t_minus_s(amp: bool) -> Tensor:
-        with torch.no_grad(), torch.autocast("cpu", dtype=BF16, enabled=amp):
-            return teacher(images).float() - student(images).float()
-
-    ref, plain = t_minus_s(False), t_minus_s(True)
-    for model in (teacher, student):
-        fp32_output_layer(model, dense=False)
-    fixed = t_minus_s(True)
-    assert torch.equal(t_minus_s(False), ref)
+    ref, plain, fixed = _t_minus_s_three_ways(teacher, student, images)
+    assert torch.equal(_t_minus_s(teacher, student, images, amp=False), ref)
     assert ref.abs().median() < 0.1 and ref.abs().mean() < 0.3
     assert (plain == 0).float().mean() > 0.05
     assert (fixed == 0).sum() == 0
@@ -182,14 +195,7 @@ def test_sign_of_t_minus_s_survives_bf16_at_the_end_of_a_run(follow_config):
     with torch.no_grad():
         images = trainer.generator(noise).to(BF16).float()
 
-    def t_minus_s(amp: bool) -> Tensor:
-        with torch.no_grad(), torch.autocast("cpu", dtype=BF16, enabled=amp):
-            return teacher(images).float() - student(images).float()
-
-    ref, plain = t_minus_s(False), t_minus_s(True)
-    for model in (teacher, student):
-        fp32_output_layer(model, dense=False)
-    fixed = t_minus_s(True)
+    ref, plain, fixed = _t_minus_s_three_ways(teacher, student, images)
     assert ref.abs().median() > 0.1  # a discrepancy the run left, not a fitted one
     assert _sign_agreement(fixed, ref) >= 0.99
     assert _sign_agreement(fixed, ref) > _sign_agreement(plain, ref)
