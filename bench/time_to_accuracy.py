@@ -29,7 +29,6 @@ import platform
 import shlex
 import shutil
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/time_to_accuracy.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
-    commit, load_before, start = checkout_commit(), os.getloadavg(), time.perf_counter()
+    commit = checkout_commit()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {
             pool.submit(run_one, cfg, plan, spec, seed, teacher.path): (spec, seed)
@@ -176,15 +175,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.cpu_seconds:.0f} CPU s ({result.seconds:.0f} s wall)",
                 flush=True,
             )
-    minutes = (time.perf_counter() - start) / 60
     runs = {key: done[key] for key in ((s, seed) for seed in args.seeds for s in args.runs)}
     png = out / f"time_to_accuracy_{plan.dataset}.png"
     target = plot_time_to_accuracy(runs, args.runs, plan.dataset, args.target, png)
+    cpu_minutes = sum(r.cpu_seconds for r in runs.values()) / 60
+    wall_minutes = sum(r.seconds for r in runs.values()) / 60
     facts = (
-        f"Commit `{commit}`, {platform.machine()} CPU with {os.cpu_count()} cores, {args.jobs} "
-        f"run(s) at once, one torch thread each, torch {torch.__version__}; {len(todo)} runs in "
-        f"{minutes:.1f} min of wall time, 1-minute load average {load_before[0]:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end. Teacher ({cfg.teacher}) {teacher.acc:.2f}%."
+        f"Written at commit `{commit}`; {platform.machine()} CPU with {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, one torch thread per run. {len(runs)} runs, "
+        f"{cpu_minutes:.0f} CPU min in all ({wall_minutes:.0f} min of their wall clocks added up; "
+        f"the machine shared). Teacher ({cfg.teacher}) {teacher.acc:.2f}%."
     )
     figures = out if args.figures is None else args.figures
     if args.results is not None:
