@@ -39,7 +39,12 @@ from ddad_fast.trainer import DDADTrainer
 
 
 def fake_cuda_trainer(
-    teacher: str, student: str, batch: int, image_size: int, fake_mode: FakeTensorMode
+    teacher: str,
+    student: str,
+    batch: int,
+    image_size: int,
+    fake_mode: FakeTensorMode,
+    teacher_fp32: bool = False,
 ) -> DDADTrainer:
     """A fast-backend trainer on fake CUDA tensors (CIFAR-10 shapes: 10 classes, 3 channels).
 
@@ -54,6 +59,7 @@ def fake_cuda_trainer(
         backend="fast",
         device="cuda",
         progress=False,
+        teacher_fp32=teacher_fp32,
     )
     info = DatasetInfo("cifar10", 10, 3, image_size, (0.5,) * 3, (0.5,) * 3, hflip=True)
     models = (
@@ -86,22 +92,16 @@ def _is_bf16(value) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teacher", default="resnet34")
-    parser.add_argument("--student", default="resnet18")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, help="also write the Markdown here")
-    args = parser.parse_args()
-
-    as_h200()
-    rows, problems = [], []
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    trainer = fake_cuda_trainer(args.teacher, args.student, args.batch, args.image_size, fake_mode)
+def trace_losses(
+    trainer: DDADTrainer, fake_mode: FakeTensorMode, rows: list[str], problems: list[str]
+) -> None:
+    """Trace the trainer's two compiled loss functions with dynamo on fake CUDA tensors under
+    bf16 autocast; append a table row each to ``rows`` and what is wrong to ``problems``."""
+    tag = " (teacher fp32)" if trainer.cfg.teacher_fp32 else ""
     with fake_mode, autocast_on_fake_cuda():
-        z = torch.randn(args.batch, trainer.cfg.nz, device="cuda")
+        z = torch.randn(trainer.batch, trainer.cfg.nz, device="cuda")
         for fn in (trainer.student_loss, trainer.generator_loss):
+            name = f"`{fn.__name__}`{tag}"
             explanation = torch._dynamo.explain(fn)(z)
             nodes = [n for g in explanation.graphs for n in g.graph.nodes]
             bf16 = sum(_is_bf16(n.meta.get("example_value")) for n in nodes)
@@ -113,20 +113,38 @@ def main() -> int:
                 for arg in n.args
             }
             if l1_inputs != {"float32"}:
-                problems.append(f"{fn.__name__}: the L1 takes {l1_inputs} logits, not fp32")
+                problems.append(f"{name}: the L1 takes {l1_inputs} logits, not fp32")
             rows.append(
-                f"| `{fn.__name__}` | {explanation.graph_count} | "
+                f"| {name} | {explanation.graph_count} | "
                 f"{explanation.graph_break_count} | {len(nodes)} | {bf16} | "
                 f"{', '.join(sorted(l1_inputs))} | "
                 + ", ".join(f"{op} x{k}" for op, k in sorted(fused.items()))
                 + " |"
             )
             if not bf16:
-                problems.append(f"{fn.__name__}: no bf16 tensor in the graph (autocast off?)")
+                problems.append(f"{name}: no bf16 tensor in the graph (autocast off?)")
             if explanation.graph_count != 1 or explanation.graph_break_count:
                 reasons = "; ".join(str(r.reason) for r in explanation.break_reasons)
-                problems.append(f"{fn.__name__}: {explanation.graph_count} graphs, {reasons}")
+                problems.append(f"{name}: {explanation.graph_count} graphs, {reasons}")
             torch._dynamo.reset()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", default="resnet34")
+    parser.add_argument("--student", default="resnet18")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    args = parser.parse_args()
+
+    as_h200()
+    rows, problems = [], []
+    for teacher_fp32 in (False, True):  # the default, and --teacher-fp32
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        shapes = args.teacher, args.student, args.batch, args.image_size
+        trainer = fake_cuda_trainer(*shapes, fake_mode, teacher_fp32)
+        trace_losses(trainer, fake_mode, rows, problems)
     lines = [
         f"torch {torch.__version__}: the fast backend's loss functions, {args.teacher} -> "
         f"{args.student}, batch {args.batch}, {args.image_size}x{args.image_size}, fake CUDA "

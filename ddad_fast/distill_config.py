@@ -76,6 +76,7 @@ class DistillConfig:
     lambda_adv: float = 1.0  # generator's adversarial-term weight (0: it ignores the student)
     lambda_activation: float = 0.0  # DAFL activation term (off by default)
     center_logits: bool = False  # L1 between logits less each pixel's mean over classes
+    teacher_fp32: bool = False  # AMP: the teacher outside autocast, so t - s keeps its sign longer
     seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
     sync_bn: bool = False  # torchrun on GPUs: SyncBatchNorm in student and generator (DFAD: off)
     replay: int = 0  # samples in the replay memory (0: off, every student step on fresh images)

@@ -175,8 +175,16 @@ class DDADTrainer:
         """
         with torch.no_grad(), self.ops.autocast(self.device):
             images = self.generator(z)
-            t_logits = self.teacher(images)
+            t_logits = self.teacher_outputs(images)
         return self.replayed_student_loss(images, t_logits), images, t_logits
+
+    def teacher_outputs(self, images: Tensor) -> Tensor:
+        """The teacher on ``images`` (B, C, H, W): under the backend's autocast, or with
+        ``teacher_fp32`` outside it, in fp32. Returns (B, K) logits or (B, K, H, W) maps."""
+        if not self.cfg.teacher_fp32:
+            return self.teacher(images)
+        with torch.autocast(self.device.type, enabled=False):
+            return self.teacher(images.float())
 
     def replayed_student_loss(self, images: Tensor, t_logits: Tensor) -> Tensor:
         """L1(teacher, student) on given images and the teacher's outputs for them: the student's
@@ -209,10 +217,10 @@ class DDADTrainer:
                 self.features.start()
             if self.bn_hooks is not None:
                 self.bn_hooks.start()
-                t_logits = self.teacher(images)
+                t_logits = self.teacher_outputs(images)
                 bn_loss = self.bn_hooks.collect()
             else:
-                t_logits = self.teacher(images)
+                t_logits = self.teacher_outputs(images)
                 bn_loss = torch.zeros((), device=z.device)
             s_logits = self.student(images)
         l1 = self.discrepancy(t_logits, s_logits)

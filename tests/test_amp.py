@@ -74,6 +74,25 @@ def test_trainer_runs_output_layers_in_fp32_only_under_autocast(tiny_distill):
         assert explanation.graph_count == 1
 
 
+def test_teacher_fp32_runs_the_teacher_outside_autocast_without_a_graph_break(tiny_distill):
+    images = torch.randn(tiny_distill.batch_size, 1, 8, 8)
+    on = build_trainer(dataclasses.replace(tiny_distill, teacher_fp32=True), FAST_BF16)
+    off = build_trainer(tiny_distill, FAST_BF16)
+    rounded = images.to(BF16)  # as the generator makes them under autocast
+    with torch.no_grad():
+        fp32, from_rounded = on.teacher(images), on.teacher(rounded.float())
+        with on.ops.autocast(on.device):
+            assert torch.equal(on.teacher_outputs(images), fp32)
+            assert torch.equal(on.teacher_outputs(rounded), from_rounded)
+            assert not torch.equal(off.teacher_outputs(images), fp32)  # bf16 inside
+            assert on.student(images).dtype == torch.float32
+    # the BN-statistics term in fp32 too, and one graph for each loss under bf16 autocast
+    for fn in (on.student_loss, on.generator_loss):
+        explanation = torch._dynamo.explain(fn)(on.noise())
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        assert explanation.graph_count == 1
+
+
 def _sign_agreement(d: Tensor, ref: Tensor) -> float:
     """The fraction of entries where sign(d) equals sign(ref) (a zero in d counts as wrong)."""
     return (d.sign() == ref.sign()).float().mean().item()
