@@ -80,7 +80,7 @@ class DistillConfig:
     seg_generator_bn: bool = False  # seg: affine-free BN after GeneratorB's tanh (DFAD has none)
     sync_bn: bool = False  # torchrun on GPUs: SyncBatchNorm in student and generator (DFAD: off)
     replay: int = 0  # samples in the replay memory (0: off, every student step on fresh images)
-    replay_fresh: int = 1  # with replay: the first N student steps of an iteration use fresh images
+    replay_fresh: int = 0  # with replay: the first N student steps of an iteration on fresh images
     check_every: int = 10  # iterations between finiteness checks (one host sync each)
     nan_retries: int = 3  # rollbacks in a row to the last check before a non-finite loss ends it
     resume: bool = False  # continue from out_dir/last.pt

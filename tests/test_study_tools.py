@@ -1,9 +1,10 @@
 """The study's probe tools. bench/study_probe.py: a tiny probe runs every seed with the --set
 values applied, and a bad --set stops it early with a message naming the problem.
 bench/study_diagnose.py: per-class rows for a finished run, a clear error for a folder without
-one."""
+one. bench/replay_augment_probe.py: its flip-and-crop, and its replayed step on augmented images."""
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.replay_augment_probe import PAD, augmented_student_step, flip_and_crop
 from bench.study import TINY_PLANS
+from ddad_fast.builder import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +112,40 @@ def test_diagnose_names_a_folder_without_a_run(tmp_path):
     done = run_bench("study_diagnose.py", str(tmp_path))
     assert done.returncode != 0
     assert f"no last.pt in {tmp_path}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_flip_and_crop_gives_each_image_a_crop_of_its_reflect_padding_flipped_or_not():
+    images = torch.randn(64, 2, 5, 6)
+    out = flip_and_crop(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    size = 2 * PAD + 1
+    flips_seen = set()
+    for image, crop in zip(images, out, strict=True):
+        found = [
+            flip
+            for flip in (False, True)
+            for dy in range(size)
+            for dx in range(size)
+            if torch.equal(
+                torch.nn.functional.pad(
+                    (image.flip(2) if flip else image)[None], (PAD,) * 4, mode="reflect"
+                )[0, :, dy : dy + 5, dx : dx + 6],
+                crop,
+            )
+        ]
+        assert found, "an output that is no crop of its image's padding"
+        flips_seen.update(found)
+    assert flips_seen == {False, True}
+
+
+def test_the_augmented_replayed_step_trains_on_augmented_images_the_teacher_scores(tiny_distill):
+    trainer = build_trainer(dataclasses.replace(tiny_distill, replay=64))
+    trainer.student_step()  # fills the memory with a batch
+    rng = torch.Generator().set_state(trainer.noise_rng.get_state())
+    images, _ = trainer.memory.sample(trainer.batch, rng)
+    augmented = flip_and_crop(images, rng)
+    with torch.no_grad():
+        expected = trainer.replayed_student_loss(augmented, trainer.teacher(augmented))
+    loss = augmented_student_step(trainer, replay=True)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+    assert trainer.memory.count == trainer.batch  # a replayed step adds nothing
