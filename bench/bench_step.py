@@ -21,6 +21,10 @@ total and per rank, and the scaling efficiency, total images/s over N times one 
 machine with fewer cores (or GPUs) than ranks, the ranks share them: the figure then checks that
 the distributed step runs and what its communication costs there, not how it scales.
 
+``--replay N`` also times each backend with a replay memory of N samples (filled before the
+timed iterations, so that their student steps replay), ``--teacher-fp32`` the fast backend with
+the teacher outside autocast; their rows sit beside eager's and fast's.
+
 Appends to bench/results.csv (or ``--csv``), prints a table and ends with exactly one line
 ``step: fast/eager speedup <x>x (<teacher>-><student>, bs <b>, <device>)`` (with ``--nproc``, a
 line ``step: N-rank scaling efficiency ...`` before it).
@@ -74,8 +78,9 @@ def make_trainer(
 ) -> DDADTrainer:
     """A trainer on random-init models (speed does not depend on the teacher's weights); under
     torchrun (``dist``) each rank gets its share of the batch. ``backend`` ``<name>+replay``:
-    that backend with a replay memory of ``setting["replay"]`` samples."""
-    backend, _, replay = backend.partition("+")
+    that backend with a replay memory of ``setting["replay"]`` samples; ``<name>+teacher-fp32``:
+    with the teacher outside autocast (``--teacher-fp32``)."""
+    backend, _, variant = backend.partition("+")
     setting = {**DEFAULTS, **setting}
     size, channels, classes = setting["image_size"], setting["channels"], setting["classes"]
     torch.manual_seed(0)
@@ -90,7 +95,8 @@ def make_trainer(
         ngf=setting["ngf"],
         device=device,
         backend=backend,
-        replay=setting.get("replay", 0) if replay else 0,
+        replay=setting.get("replay", 0) if variant == "replay" else 0,
+        teacher_fp32=variant == "teacher-fp32",
         progress=False,
     )
     teacher = build_model(setting["teacher"], classes, channels, size)
@@ -100,8 +106,12 @@ def make_trainer(
 
 
 def backends(setting: dict) -> tuple[str, ...]:
-    """The backends timed: eager and fast, and each with replay when ``setting["replay"]``."""
-    return ("eager", "fast") + (("eager+replay", "fast+replay") if setting.get("replay") else ())
+    """The backends timed: eager and fast, each with replay when ``setting["replay"]``, and fast
+    with the teacher in fp32 when ``setting["teacher_fp32"]`` (eager fp32 has no autocast)."""
+    replay = ("eager+replay", "fast+replay") if setting.get("replay") else ()
+    return (
+        ("eager", "fast") + replay + (("fast+teacher-fp32",) if setting.get("teacher_fp32") else ())
+    )
 
 
 def sync(device: str) -> None:
@@ -324,6 +334,9 @@ def main() -> None:
     parser.add_argument(
         "--replay", type=int, default=0, help="also each backend with a memory of N samples"
     )
+    parser.add_argument(
+        "--teacher-fp32", action="store_true", help="also fast with the teacher outside autocast"
+    )
     parser.add_argument("--rank-json", type=Path, help=argparse.SUPPRESS)  # a torchrun worker
     worker_argv = os.environ.get(WORKER_ARGV)
     args = parser.parse_args(None if worker_argv is None else json.loads(worker_argv))
@@ -345,6 +358,7 @@ def main() -> None:
         nz=args.nz,
         ngf=args.ngf,
         replay=args.replay,
+        teacher_fp32=args.teacher_fp32,
     )
     if args.rank_json is not None:
         rank_worker(args.device, setting, args.rank_json)

@@ -7,8 +7,8 @@ probe, and the Markdown report of a check's folder.
 
 The report reads what the shell script left in OUT: ``steps.csv`` (one row per step: id, name,
 status, seconds, exit status, limit), ``logs/<id>.log`` (each step's output), ``results.csv``
-(the benchmarks' rows), ``tests.xml`` (pytest's JUnit report), ``parity/parity.md`` and
-``top_kernels.md``.
+(the benchmarks' rows), ``variants.csv`` (step 8's rows), ``tests.xml`` (pytest's JUnit report),
+``parity/parity.md`` and ``top_kernels.md``.
 """
 
 from __future__ import annotations
@@ -200,8 +200,9 @@ def fmt(value: str, digits: int = 3) -> str:
         return value
 
 
-def step_rows(out: Path) -> list[dict[str, str]]:
-    rows = read_csv(out / "results.csv")
+def step_rows(out: Path, name: str = "results.csv") -> list[dict[str, str]]:
+    """The bench_step rows of ``out/name``: step 4's (results.csv) or step 8's (variants.csv)."""
+    rows = read_csv(out / name)
     return [r for r in rows if r.get("bench") == "step"]
 
 
@@ -219,6 +220,18 @@ def step_summary(out: Path) -> str:
     if f.get("pct_ref_peak"):
         text += f"; fast at {float(f['pct_ref_peak']):.1f}% of {fmt(f['ref_peak_tflops'])}"
     return text
+
+
+def variants_summary(out: Path) -> str:
+    """Step 8 in one line: each variant's images/s as a multiple of its backend's without it."""
+    rows = {r["backend"]: r for r in step_rows(out, "variants.csv")}
+    parts = [
+        f"{variant} {fmt(rows[variant]['images_per_s'])} img/s "
+        f"({float(rows[variant]['it_per_s']) / float(rows[base]['it_per_s']):.2f}x {base})"
+        for variant in ("eager+replay", "fast+replay", "fast+teacher-fp32")
+        if variant in rows and (base := variant.partition("+")[0]) in rows
+    ]
+    return "; ".join(parts)
 
 
 def summaries(out: Path) -> dict[str, str]:
@@ -239,6 +252,7 @@ def summaries(out: Path) -> dict[str, str]:
         "6": top,
         "7a": last_match(logs / "7a.log", r"distill: teacher"),
         "7b": last_match(logs / "7b.log", r"^process group probe: "),
+        "8": variants_summary(out),
     }
 
 
@@ -258,6 +272,17 @@ def environment_line() -> str:
         f"{gpu}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch "
         f"{torch.__version__}{cuda}, triton {triton_version}"
     )
+
+
+def step_table(rows: list[dict[str, str]]) -> list[str]:
+    """A Markdown table of bench_step rows, one per backend (the GPU's columns where present)."""
+    columns = ["backend", "pair", "batch", "image", "it_per_s", "images_per_s", "tflops"]
+    columns += [c for c in ("peak_mb", "bf16_peak_fraction", "pct_ref_peak") if rows[0].get(c)]
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows),
+    ]
 
 
 def write_report(out: Path, mode: str, commit: str, total_s: float) -> int:
@@ -288,11 +313,8 @@ def write_report(out: Path, mode: str, commit: str, total_s: float) -> int:
         )
     rows = step_rows(out)
     if rows:
-        columns = ["backend", "pair", "batch", "image", "it_per_s", "images_per_s", "tflops"]
-        columns += [c for c in ("peak_mb", "bf16_peak_fraction", "pct_ref_peak") if rows[0].get(c)]
         lines += ["", "## One DDAD iteration (5 student steps + 1 generator step)", ""]
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+        lines += step_table(rows)
         log4 = out / "logs" / "4.log"
         for pattern in (
             r"^one iteration = ",
@@ -303,6 +325,10 @@ def write_report(out: Path, mode: str, commit: str, total_s: float) -> int:
             found = last_match(log4, pattern)
             if found:
                 lines += ["", found]
+    variants = step_rows(out, "variants.csv")
+    if variants:
+        lines += ["", "## Replay (5 replayed student steps) and the teacher in fp32 (step 8)", ""]
+        lines += step_table(variants)
     for title, path in (
         ("Fast vs eager parity", out / "parity" / "parity.md"),
         ("Top kernels", out / "top_kernels.md"),

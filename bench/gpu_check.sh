@@ -22,14 +22,18 @@
 #       (dry run: --backend eager)
 #   7b  a one-rank NCCL process group: the collectives the trainer uses, then three iterations of
 #       the fast backend (CUDA graphs) in it
-# They run in the order 1, 2, 4, 6, 5, 7a, 7b, 3a, 3b, so that a spent budget costs the op
+#   8   bench/bench_step.py as step 4 with --replay 65536 --teacher-fp32: each backend with a
+#       replay memory, and fast with the teacher in fp32, beside eager and fast (rows to
+#       variants.csv). On a GPU only when GPU_CHECK_STEPS names it (a whole check leaves it no
+#       time); the dry run always takes it.
+# They run in the order 1, 2, 4, 6, 5, 7a, 7b, 3a, 3b, 8, so that a spent budget costs the op
 # benchmarks first. Each step's limit is cut to what is left of GPU_CHECK_BUDGET_S (450 s; 400 s
 # in a dry run); a step with no time left is recorded as SKIPPED. GPU_CHECK_STEPS (say "1 2 5")
 # runs only the steps it names (step 1, the build, always runs); the others are not run.
 #
 # Everything goes under $OUT (default: a fresh temporary folder, printed): gpu_check.md (the
 # table), gpu_check.log (every step's command and output), logs/<step>.log, steps.csv,
-# results.csv (the benchmarks' rows), tests.xml, parity/, torchrun/, top_kernels.md. A folder
+# results.csv (the benchmarks' rows), variants.csv (step 8's), tests.xml, parity/, torchrun/, top_kernels.md. A folder
 # that already holds a check's results is refused. Nothing else is written but build products
 # .gitignore lists and torch's compile caches. PYTHON (default python3) is the interpreter.
 set -u -o pipefail
@@ -176,6 +180,18 @@ step_step() {
     fi
 }
 
+step_variants() {
+    if ((DRY)); then  # step 4's dry-run shapes, one timed iteration
+        "$PYTHON" bench/bench_step.py --device cpu --teacher smallcnn --student tinycnn \
+            --batch 64 --image-size 8 --channels 1 --nz 32 --ngf 16 --iters 1 --warmup 1 \
+            --replay 256 --teacher-fp32 --csv "$OUT/variants.csv"
+    else  # a memory of 256 batches
+        "$PYTHON" bench/bench_step.py --device cuda --teacher resnet34 --student resnet18 \
+            --batch 256 --image-size 32 --channels 3 --classes 10 --iters 20 \
+            --replay 65536 --teacher-fp32 --csv "$OUT/variants.csv"
+    fi
+}
+
 step_profile() {
     cat "$OUT/top_kernels.md" && grep -q '^| 1 |' "$OUT/top_kernels.md"
 }
@@ -212,7 +228,7 @@ step_process_group() {
 }
 
 export -f step_build step_tests step_bn_stats step_l1 step_step step_profile step_parity \
-    step_torchrun step_process_group
+    step_torchrun step_process_group step_variants
 
 if ((DRY)); then
     run_step 1 "extension, CPU (as built)" 60 bash -c step_build
@@ -228,6 +244,9 @@ run_step 7b "torchrun, 1 rank: process group ($([[ $DEV == cuda ]] && echo NCCL 
     150 bash -c step_process_group
 run_step 3a "bench_bn_stats" 120 bash -c step_bn_stats
 run_step 3b "bench_l1" 120 bash -c step_l1
+if ((DRY)) || [[ " ${GPU_CHECK_STEPS:-} " == *" 8 "* ]]; then
+    run_step 8 "bench_step: replay, and the teacher in fp32" 300 bash -c step_variants
+fi
 
 TOTAL=$((SECONDS - START))
 timeout 60 "$PYTHON" bench/gpu_check.py report "$OUT" --mode "$MODE" --commit "$COMMIT" \

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = {"1", "2", "3a", "3b", "4", "5", "6", "7a", "7b"}
+STEPS = {"1", "2", "3a", "3b", "4", "5", "6", "7a", "7b", "8"}
 
 
 def _digest(path: Path) -> str:
@@ -46,9 +46,11 @@ def test_dry_run_passes_every_step_and_writes_only_under_out(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:] + log[-6000:]
     table = (out / "gpu_check.md").read_text()
     assert step_status(table) == dict.fromkeys(STEPS, "PASS"), table
-    for name in ("results.csv", "steps.csv", "tests.xml", "top_kernels.md", "parity/parity.md"):
+    names = ("results.csv", "variants.csv", "steps.csv", "tests.xml", "top_kernels.md")
+    for name in (*names, "parity/parity.md"):
         assert (out / name).stat().st_size > 0, name
     assert "**PASS: every step**" in table
+    assert "fast+replay" in table and "(step 8)" in table
     assert _digest(results_csv) == before  # the benchmarks wrote their rows under OUT only
 
 
