@@ -16,7 +16,9 @@ def iterate_batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield (images (B, C, H, W), labels (B,)) on ``device``; the last batch may be smaller.
+    """Yield (images (B, C, H, W), int64 labels (B,) or (B, H, W)) on ``device``; the last batch
+    may be smaller. Labels stored narrower (the uint8 maps of CamVid and NYUv2) are widened on the
+    device, after the copy.
 
     A TensorDataset is sliced directly (no per-item Python work); any other Dataset goes through a
     DataLoader. ``generator`` (a CPU torch.Generator) makes the shuffle reproducible.
@@ -31,11 +33,11 @@ def iterate_batches(
             else:
                 idx = order[start : start + batch_size]
                 x, y = images[idx], labels[idx]
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
         return
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
     for x, y in loader:
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
 
 
 @torch.no_grad()

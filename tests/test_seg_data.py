@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ddad_fast.batching import iterate_batches
 from ddad_fast.data import DataError, dataset_task, load_dataset, seg_augment
 from ddad_fast.data.composite import INK, compose
 from ddad_fast.data.seg_folders import resized_size
@@ -84,7 +85,9 @@ def test_camvid_loads_the_segnet_layout_at_a_shorter_side_of_256_and_ignores_voi
     assert (info.image_size, info.hflip) == (128, True)  # DFAD's 128 crop and its flip
     images, labels = train.tensors
     assert images.shape == (2, 3, 256, 256) and images.dtype == torch.float32
-    assert labels.shape == (2, 256, 256) and labels.dtype == torch.int64
+    assert labels.shape == (2, 256, 256) and labels.dtype == torch.uint8  # an eighth of int64
+    _, batch = next(iterate_batches(train, 2, "cpu"))
+    assert batch.dtype == torch.int64 and torch.equal(batch, labels.long())  # widened per batch
     want = _labels([0, 5, 10, 11])
     want[want == 11] = 255  # void
     assert torch.equal(labels[0], _upscaled(want))  # nearest: each label repeated 16x16

@@ -1,10 +1,11 @@
 """Datasets for teacher training and evaluation, loaded from local files only (nothing downloads).
 
 ``load_dataset(name)`` returns (train, test, info); every item is (float32 (C, H, W) normalised
-image, int64 label): a scalar class for classification datasets, an (H, W) map of classes for
-segmentation ones (``dataset_task(name) == "seg"``; pixels labelled ``info.ignore_index`` count
-nowhere). The in-memory datasets are ``TensorDataset``s whose ``.tensors`` can be moved to the
-device whole; Caltech-101 decodes its JPEGs on access.
+image, label): an int64 class for classification datasets; for segmentation ones
+(``dataset_task(name) == "seg"``) an (H, W) map of classes, uint8 for CamVid and NYUv2 and int64
+for the composite data (``iterate_batches`` yields int64 either way), where pixels labelled
+``info.ignore_index`` count nowhere. The in-memory datasets are ``TensorDataset``s whose
+``.tensors`` can be moved to the device whole; Caltech-101 decodes its JPEGs on access.
 """
 
 from pathlib import Path
