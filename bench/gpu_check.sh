@@ -185,9 +185,9 @@ step_variants() {
         "$PYTHON" bench/bench_step.py --device cpu --teacher smallcnn --student tinycnn \
             --batch 64 --image-size 8 --channels 1 --nz 32 --ngf 16 --iters 1 --warmup 1 \
             --replay 256 --teacher-fp32 --csv "$OUT/variants.csv"
-    else  # a memory of 256 batches
+    else  # a memory of 256 batches; fewer iterations than step 4: five backends compile here
         "$PYTHON" bench/bench_step.py --device cuda --teacher resnet34 --student resnet18 \
-            --batch 256 --image-size 32 --channels 3 --classes 10 --iters 20 \
+            --batch 256 --image-size 32 --channels 3 --classes 10 --iters 10 --warmup 2 \
             --replay 65536 --teacher-fp32 --csv "$OUT/variants.csv"
     fi
 }
