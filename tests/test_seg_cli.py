@@ -1,5 +1,6 @@
-"""``ddad teacher/distill/eval/demo --task seg`` end to end on a tiny setting, and the one-line
-errors for inputs made for another task or in the wrong layout."""
+"""``ddad teacher/distill/eval/demo --task seg`` end to end on a tiny setting, the replay memory
+holding the teacher's logit maps, and the one-line errors for inputs made for another task or in
+the wrong layout."""
 
 import dataclasses
 import importlib.util
@@ -7,10 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from ddad_fast import demo_seg
+from ddad_fast.builder import build_trainer
 from ddad_fast.cli import main
 from ddad_fast.data import composite
+from ddad_fast.distill_config import DistillConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,3 +147,25 @@ def test_student_ceiling_bench_runs_every_loss(tmp_path, capsys, few_canvases):
         out = capsys.readouterr().out
         assert f"loss {loss}, adam lr 0.003" in out
         assert re.search(r"^\| 2 \| \d+\.\d\d \| \d+ \|$", out, re.MULTILINE)
+
+
+def test_seg_distillation_replays_the_teachers_logit_maps(tmp_path, few_canvases):
+    teacher_dir = tmp_path / "teacher"
+    assert main([*TINY_SEG_TEACHER, "--out-dir", str(teacher_dir)]) == 0
+    cfg = DistillConfig(
+        task="seg", teacher_ckpt=str(teacher_dir / "teacher.pt"),
+        student="deeplabv3_mobilenetv2_tiny", dataset="composite-digits", batch_size=4, nz=8,
+        ngf=2, student_steps=2, replay=8, device="cpu", progress=False,
+        out_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    trainer = build_trainer(cfg)
+    trainer.run_iteration(0)  # a fresh student step fills a batch, the second replays it
+    images, maps = trainer.memory.images, trainer.memory.outputs
+    assert trainer.memory.count == 8  # the first student step's batch and the generator step's
+    assert maps.ndim == 4 and maps.shape[:1] + maps.shape[2:] == images.shape[:1] + images.shape[2:]
+    torch.testing.assert_close(trainer.teacher(images), maps, rtol=1e-5, atol=1e-5)
+    z = trainer.noise()
+    torch.manual_seed(1)  # the same dropout masks in the student's head for both
+    fresh, new_images, new_maps = trainer.student_loss(z)
+    torch.manual_seed(1)
+    assert torch.equal(fresh, trainer.replayed_student_loss(new_images, new_maps))
