@@ -109,9 +109,8 @@ def backends(setting: dict) -> tuple[str, ...]:
     """The backends timed: eager and fast, each with replay when ``setting["replay"]``, and fast
     with the teacher in fp32 when ``setting["teacher_fp32"]`` (eager fp32 has no autocast)."""
     replay = ("eager+replay", "fast+replay") if setting.get("replay") else ()
-    return (
-        ("eager", "fast") + replay + (("fast+teacher-fp32",) if setting.get("teacher_fp32") else ())
-    )
+    fp32 = ("fast+teacher-fp32",) if setting.get("teacher_fp32") else ()
+    return ("eager", "fast") + replay + fp32
 
 
 def sync(device: str) -> None:

@@ -33,8 +33,8 @@
 #
 # Everything goes under $OUT (default: a fresh temporary folder, printed): gpu_check.md (the
 # table), gpu_check.log (every step's command and output), logs/<step>.log, steps.csv,
-# results.csv (the benchmarks' rows), variants.csv (step 8's), tests.xml, parity/, torchrun/, top_kernels.md. A folder
-# that already holds a check's results is refused. Nothing else is written but build products
+# results.csv (the benchmarks' rows), variants.csv (step 8's), tests.xml, parity/, torchrun/,
+# top_kernels.md. A folder that already holds a check's results is refused. Nothing else is written but build products
 # .gitignore lists and torch's compile caches. PYTHON (default python3) is the interpreter.
 set -u -o pipefail
 

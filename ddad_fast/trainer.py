@@ -239,8 +239,7 @@ class DDADTrainer:
         (added to the replay memory, if any), or with ``replay`` over a batch drawn from it."""
         self.ops.step_begin()
         if replay:
-            images, t_logits = self.memory.sample(self.batch, self.noise_rng)
-            loss = self._replayed_student_loss(images, t_logits)
+            loss = self._replayed_student_loss(*self.replayed_batch())
         else:
             loss, images, t_logits = self._student_loss(self.noise())
             self.remember(images, t_logits)
@@ -249,6 +248,11 @@ class DDADTrainer:
         average_gradients(self.student.parameters(), self.dist)
         self.opt_student.step()
         return loss.detach()
+
+    def replayed_batch(self) -> tuple[Tensor, Tensor]:
+        """A batch for a replayed student step: images (B, C, H, W) drawn from the memory by the
+        noise generator, and the teacher's stored outputs for them, (B, K) or (B, K, H, W)."""
+        return self.memory.sample(self.batch, self.noise_rng)
 
     def generator_step(self) -> Tensor:
         """One Adam step of the generator; returns [L1, bn_loss, generator loss] (detached)."""

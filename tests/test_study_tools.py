@@ -1,7 +1,7 @@
 """The study's probe tools. bench/study_probe.py: a tiny probe runs every seed with the --set
 values applied, and a bad --set stops it early with a message naming the problem.
 bench/study_diagnose.py: per-class rows for a finished run, a clear error for a folder without
-one. bench/replay_augment_probe.py: its flip-and-crop, and its replayed step on augmented images."""
+one. bench/replay_augment_probe.py: its flip-and-crop, and replayed steps on augmented images."""
 
 import csv
 import dataclasses
@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from bench import study_probe
-from bench.replay_augment_probe import PAD, augmented_student_step, flip_and_crop
+from bench.replay_augment_probe import PAD, augmented_replayed_batch, flip_and_crop
 from bench.study import TINY_PLANS
 from ddad_fast.builder import build_trainer
+from ddad_fast.trainer import DDADTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +143,10 @@ def test_flip_and_crop_gives_each_image_a_crop_of_its_reflect_padding_flipped_or
     assert flips_seen == {False, True}
 
 
-def test_the_augmented_replayed_step_trains_on_augmented_images_the_teacher_scores(tiny_distill):
+def test_the_augmented_replayed_step_trains_on_augmented_images_the_teacher_scores(
+    tiny_distill, monkeypatch
+):
+    monkeypatch.setattr(DDADTrainer, "replayed_batch", augmented_replayed_batch)
     trainer = build_trainer(dataclasses.replace(tiny_distill, replay=64))
     trainer.student_step()  # fills the memory with a batch
     rng = torch.Generator().set_state(trainer.noise_rng.get_state())
@@ -150,6 +154,6 @@ def test_the_augmented_replayed_step_trains_on_augmented_images_the_teacher_scor
     augmented = flip_and_crop(images, rng)
     with torch.no_grad():
         expected = trainer.replayed_student_loss(augmented, trainer.teacher(augmented))
-    loss = augmented_student_step(trainer, replay=True)
+    loss = trainer.student_step(replay=True)
     torch.testing.assert_close(loss, expected, rtol=0, atol=0)
     assert trainer.memory.count == trainer.batch  # a replayed step adds nothing

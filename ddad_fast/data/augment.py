@@ -58,6 +58,12 @@ def _crop_images(images: Tensor, index: tuple[Tensor, ...]) -> Tensor:
     return images[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
+def crop_windows(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, h: int, w: int) -> Tensor:
+    """From each image i of ``images`` (N, C, H', W') the h x w window whose top left corner is
+    (dy[i], dx[i]), mirrored where flip[i] (int64, int64, bool (N,)): (N, C, h, w), one gather."""
+    return _crop_images(images, _windows(dy, dx, flip, h, w))
+
+
 def train_augment(images: Tensor, info: DatasetInfo, generator: torch.Generator | None) -> Tensor:
     """Randomly translate each image by up to ``max(1, image_size // 8)`` pixels in each direction
     and, when ``info.hflip``, mirror it horizontally with probability 1/2.
@@ -79,7 +85,7 @@ def train_augment(images: Tensor, info: DatasetInfo, generator: torch.Generator 
     padded = _pad(images, _black(info, images), pad, pad)
     dy, dx = _randint(2 * pad + 1, (2, n), generator, images.device)
     flip = _randint(2, (n,), generator, images.device).bool() & info.hflip
-    return _crop_images(padded, _windows(dy, dx, flip, h, w))
+    return crop_windows(padded, dy, dx, flip, h, w)
 
 
 def seg_augment(

@@ -85,7 +85,7 @@ def load_pairs(
         labels, label_size = _decode(label_path, name, label=True)
         if void is not None:
             labels[labels == void] = IGNORE
-        bad = labels[(labels >= num_classes) & (labels != IGNORE)]
+        bad = labels[(labels >= num_classes) & (labels != IGNORE)]  # PNG samples are unsigned
         if bad.size:
             allowed = f"0..{num_classes - 1}" + (f", {void} (void)" if void is not None else "")
             raise DataError(
