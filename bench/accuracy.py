@@ -42,6 +42,7 @@ from bench.study_report import (
     section,
 )
 from ddad_fast.distributed import resolve_device
+from ddad_fast.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
     parser.add_argument("--out-dir", default="runs/study")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs in --out-dir")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--jobs", type=int, default=1, help="datasets run at once (processes)")
     parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
@@ -108,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     commit = checkout_commit()  # the code that runs, whatever is committed while it runs
     load_before = os.getloadavg()
     start = time.perf_counter()
-    teachers, runs = run_study(cfg, args.jobs)
+    try:
+        teachers, runs = run_study(cfg, args.jobs, args.overwrite)
+    except ConfigError as err:
+        raise SystemExit(f"accuracy: {err}") from None
     minutes = (time.perf_counter() - start) / 60
     load_after = os.getloadavg()
 

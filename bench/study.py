@@ -34,6 +34,7 @@ from ddad_fast.model_io import load_model
 from ddad_fast.models import build_model
 from ddad_fast.optimizers import make_student_optimizer
 from ddad_fast.plots import save_image_grid
+from ddad_fast.run_folder import RUN_FILES
 from ddad_fast.schedules import make_scheduler
 from ddad_fast.teacher import TeacherConfig, cached_teacher, train_teacher
 
@@ -221,6 +222,23 @@ def prepare_teacher(cfg: StudyConfig, plan: DatasetPlan) -> TeacherResult:
     return TeacherResult(plan.dataset, acc, seconds, path)
 
 
+def run_dir(out_dir: str | Path, plan: DatasetPlan, method: str, seed: int) -> Path:
+    """The folder of one data-free run: ``out_dir/<dataset>/<method>/seed<seed>``."""
+    return Path(out_dir) / plan.dataset / method / f"seed{seed}"
+
+
+def check_run_dirs(folders: list[Path], overwrite: bool) -> None:
+    """Before any run starts: a study tool replaces an earlier run's files only when asked. Raises
+    ConfigError naming the first of ``folders`` that holds a run, unless ``overwrite``."""
+    for folder in folders if not overwrite else ():
+        previous = [name for name in RUN_FILES if (folder / name).exists()]
+        if previous:
+            raise ConfigError(
+                f"{folder} already holds a run ({', '.join(previous)}): give --overwrite to "
+                "replace the runs there, or another --out-dir"
+            )
+
+
 def distill_config(
     cfg: StudyConfig, plan: DatasetPlan, method: str, seed: int, teacher: Path
 ) -> DistillConfig:
@@ -236,7 +254,7 @@ def distill_config(
         epoch_iters=plan.epoch_iters,
         batch_size=plan.batch_size,
         seed=seed,
-        out_dir=str(Path(cfg.out_dir) / plan.dataset / method / f"seed{seed}"),
+        out_dir=str(run_dir(cfg.out_dir, plan, method, seed)),
         device=cfg.device,
         progress=cfg.progress,
         **{"replay": METHODS[method].replay_batches * plan.batch_size, **METHODS[method].overrides},
@@ -351,10 +369,24 @@ def run_dataset(cfg: StudyConfig, plan: DatasetPlan) -> tuple[TeacherResult, lis
     return teacher, runs
 
 
-def run_study(cfg: StudyConfig, jobs: int = 1) -> tuple[list[TeacherResult], list[RunResult]]:
+def run_study(
+    cfg: StudyConfig, jobs: int = 1, overwrite: bool = False
+) -> tuple[list[TeacherResult], list[RunResult]]:
     """Every dataset's runs (``run_dataset``), ``jobs`` datasets at a time in worker processes
-    with this process's torch thread count; writes every run to ``out_dir/runs.csv``."""
+    with this process's torch thread count; writes every run to ``out_dir/runs.csv``. Raises
+    ConfigError, before any run, where a data-free run's folder holds a run and not
+    ``overwrite``."""
     cfg.validate()
+    check_run_dirs(
+        [
+            run_dir(cfg.out_dir, plan, method, seed)
+            for plan in cfg.plans
+            for method in cfg.methods
+            if METHODS[method].kind == DATA_FREE
+            for seed in cfg.seeds
+        ],
+        overwrite,
+    )
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     if jobs > 1:
         with ProcessPoolExecutor(

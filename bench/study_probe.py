@@ -29,8 +29,10 @@ from bench.study import (
     METHODS,
     TINY_PLANS,
     StudyConfig,
+    check_run_dirs,
     prepare_teacher,
     run_data_free,
+    run_dir,
     tiny_distill,
 )
 from ddad_fast.distill_config import DistillConfig
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student", default=defaults.student)
     parser.add_argument("--study-dir", default="runs/study", help="where the teacher is cached")
     parser.add_argument("--out-dir", default="runs/probe")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs in --out-dir")
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument(
         "--resume-every-epoch",
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = dataclasses.replace(plan, epoch_iters=plan.epoch_iters * args.budget_scale)
     try:
         settings = dict(parse_setting(text) for text in args.set)
+        folders = [run_dir(args.out_dir, plan, "probe", seed) for seed in args.seeds]
+        check_run_dirs(folders, args.overwrite)
     except ConfigError as err:
         raise SystemExit(f"study_probe: {err}") from None
     base = METHODS[args.method]

@@ -44,13 +44,16 @@ from bench.study import (
     DatasetPlan,
     RunResult,
     StudyConfig,
+    check_run_dirs,
     prepare_teacher,
     run_data_free,
+    run_dir,
     run_real_data,
     tiny_distill,
 )
 from bench.study_report import checkout_commit, replace_section
 from bench.time_report import RunSpec, plot_time_to_accuracy, time_section
+from ddad_fast.errors import ConfigError
 
 CURVE_FIELDS = ["method", "scale", "seed", "epoch", "seconds", "cpu_seconds", "acc"]
 
@@ -103,6 +106,11 @@ def append_curve(path: Path, spec: RunSpec, result: RunResult) -> None:
             writer.writerow([*row, f"{p.seconds:.2f}", f"{p.cpu_seconds:.2f}", f"{p.acc:.3f}"])
 
 
+def scale_dir(out_dir: str | Path, scale: int) -> Path:
+    """Where the runs at ``scale`` go: ``x<scale>`` beside ``out_dir`` (``<out-dir>/<dataset>``)."""
+    return Path(out_dir).parent / f"x{scale}"
+
+
 def run_one(
     cfg: StudyConfig, plan: DatasetPlan, spec: RunSpec, seed: int, teacher: Path
 ) -> RunResult:
@@ -110,7 +118,7 @@ def run_one(
     ``<out-dir>/x<scale>/<dataset>/<method>/seed<seed>``."""
     torch.set_num_threads(1)
     plan = dataclasses.replace(plan, epochs=plan.epochs * spec.scale)
-    cfg = dataclasses.replace(cfg, out_dir=str(Path(cfg.out_dir).parent / f"x{spec.scale}"))
+    cfg = dataclasses.replace(cfg, out_dir=str(scale_dir(cfg.out_dir, spec.scale)))
     run = run_data_free if METHODS[spec.method].kind == DATA_FREE else run_real_data
     return run(cfg, plan, spec.method, seed, teacher)
 
@@ -132,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (processes)")
     parser.add_argument("--study-dir", default="runs/study", help="where the teacher is cached")
     parser.add_argument("--out-dir", default="runs/tta")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace unrecorded runs in --out-dir"
+    )
     parser.add_argument("--tiny", action="store_true", help="the seconds-long smoke setting")
     parser.add_argument("--results", type=Path, help="also write the section into this file")
     parser.add_argument("--figures", type=Path, help="copy the PNG here (linked from --results)")
@@ -157,6 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     done = read_curves(curves, plan.dataset)
     todo = [(s, seed) for seed in args.seeds for s in args.runs if (s, seed) not in done]
     print(f"time-to-accuracy: {len(done)} runs recorded, {len(todo)} to run", flush=True)
+    folders = [
+        run_dir(scale_dir(out, spec.scale), plan, spec.method, seed)
+        for spec, seed in todo
+        if METHODS[spec.method].kind == DATA_FREE
+    ]
+    try:  # a run killed before it was recorded left its folder: replaced only when asked
+        check_run_dirs(folders, args.overwrite)
+    except ConfigError as err:
+        raise SystemExit(f"time_to_accuracy: {err}") from None
     command = "python bench/time_to_accuracy.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import file_hashes
 
 from bench import study_probe
 from bench.replay_augment_probe import PAD, augmented_replayed_batch, flip_and_crop
@@ -56,6 +57,12 @@ def test_probe_runs_each_seed_with_the_settings_applied(tmp_path):
         assert (saved["lambda_bn"], saved["center_logits"], saved["seed"]) == (0.5, True, seed)
         assert saved["teacher_ckpt"].startswith(str(tmp_path / "study"))
     assert "probe ddad {'lambda_bn': 0.5, 'center_logits': True}: " in done.stdout
+    # a second probe into the same folder stops before any run and leaves these runs as they are
+    before = file_hashes(tmp_path / "probe")
+    argv = ["--tiny", "--dataset", "digits", "--study-dir", str(tmp_path / "study")]
+    with pytest.raises(SystemExit, match=r"seed1 already holds a run .*give --overwrite"):
+        study_probe.main([*argv, "--out-dir", str(tmp_path / "probe"), "--seeds", "2", "1"])
+    assert file_hashes(tmp_path / "probe") == before
 
 
 @pytest.mark.parametrize(
