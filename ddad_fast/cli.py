@@ -20,6 +20,7 @@ from . import __version__
 from .backends import backend_names
 from .batching import accuracy
 from .builder import build_trainer
+from .cpu_capability import check_cpu_capability
 from .data import dataset_names, load_dataset
 from .demo import run_demo
 from .demo_seg import run_seg_demo
@@ -309,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        check_cpu_capability()
         return args.run(args) or 0
     except Stopped as e:
         print(e)

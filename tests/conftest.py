@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from ddad_fast.checkpoint import load_checkpoint
+from ddad_fast.cpu_capability import check_cpu_capability
 from ddad_fast.distill_config import DistillConfig
+from ddad_fast.errors import ConfigError
 from ddad_fast.teacher import TeacherConfig, train_teacher
 
 TINY_TEACHER = TeacherConfig(
@@ -89,6 +91,10 @@ def teacher_argv(cfg: TeacherConfig) -> list[str]:
 
 
 def pytest_configure(config):
+    try:
+        check_cpu_capability()  # before a kernel set the CPU lacks kills the run with SIGILL
+    except ConfigError as e:
+        pytest.exit(f"tests: {e}", returncode=2)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and the subprocesses tests start
     # torch.compile's on-disk cache does not key its C++ on ATEN_CPU_CAPABILITY: after a run with
