@@ -82,13 +82,14 @@ std::pair<View3, View3> common_views(const at::Tensor& x, const at::Tensor& dx) 
 
 // How a kernel walks x: either "planes", one run of L elements per (o, c) (stride sL), or "rows",
 // runs of K contiguous elements with a per-element accumulator / coefficient, the elements of
-// channel c being group consecutive ones. Rows are (o, j), j < per_outer, at outer(o) + j * step.
+// channel c being group consecutive ones. Rows are (o, j), j < per_outer, at outer(o) + j * step
+// in x and at outer(o) + j * dstep in dx (x's step may be 0 where dx's is not: x expanded along N).
 //   channels_last (sC == 1):          rows of K = C channels, one per position l (group 1);
 //   NCHW with short maps (L < 128):   rows of K = C * L, the whole [C, L] block of one o (group L);
 //   anything else:                    planes (NCHW with long maps runs along L; other strides too).
 struct Walk {
   bool rows;
-  int64_t K, group, per_outer, step;
+  int64_t K, group, per_outer, step, dstep;
 };
 
 constexpr int64_t kShortRun = 128;       // planes shorter than this walk as [C, L] rows instead
@@ -96,13 +97,13 @@ constexpr int64_t kMaxRowBlock = 16384;  // ... if C * L is at most this (accumu
 
 Walk choose_walk(const View3& v, const View3& d) {
   if (v.C > 1 && v.sC == 1 && d.sC == 1 && !(v.L > 1 && v.sL == 1)) {
-    return {true, v.C, 1, v.L, v.sL};
+    return {true, v.C, 1, v.L, v.sL, d.sL};
   }
   const auto block = [](const View3& t) { return t.L > 1 && t.sL == 1 && t.sC == t.L; };
   if (v.L < kShortRun && v.C * v.L <= kMaxRowBlock && block(v) && block(d)) {
-    return {true, v.C * v.L, v.L, 1, 0};
+    return {true, v.C * v.L, v.L, 1, 0, 0};
   }
-  return {false, 0, 0, 0, 0};
+  return {false, 0, 0, 0, 0, 0};
 }
 
 // A per-channel value repeated for each of the `group` consecutive elements of its channel.
@@ -244,13 +245,13 @@ DDAD_SIMD_CLONES void affine_rows(const T* x, T* dx, const View3& vx, const View
                                   const Walk& walk, int64_t begin, int64_t end,
                                   const float* __restrict mean, const float* __restrict a,
                                   const float* __restrict b) {
-  const int64_t K = walk.K, dstep = walk.step == 0 ? 0 : vd.sL;
+  const int64_t K = walk.K;
   for (int64_t i = begin; i < end;) {
     const int64_t o = i / walk.per_outer, j = i % walk.per_outer;
     const int64_t n = std::min(end - i, walk.per_outer - j);
     for (int64_t r = 0; r < n; ++r) {
       const T* __restrict xr = x + vx.outer(o) + (j + r) * walk.step;
-      T* __restrict dr = dx + vd.outer(o) + (j + r) * dstep;
+      T* __restrict dr = dx + vd.outer(o) + (j + r) * walk.dstep;
       for (int64_t k = 0; k < K; ++k) {
         dr[k] = static_cast<T>(a[k] + b[k] * (static_cast<float>(xr[k]) - mean[k]));
       }

@@ -255,6 +255,7 @@ def bn_stats_forward(
     x: Tensor, running_mean: Tensor, running_var: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(loss (), mean (C,), var (C,), dist (2,)), all fp32, of x (N, C, H, W) in two launches."""
+    running_mean, running_var = running_mean.contiguous(), running_var.contiguous()  # read at c
     o, ho, c, l_len, sn, sh, sc, sl = _view3(x)
     m = x.shape[0] * x.shape[2] * x.shape[3]
     block_c, block_l = _blocks(c, l_len, sc, sl)
@@ -315,6 +316,7 @@ def bn_stats_backward(
     running_var: Tensor,
 ) -> Tensor:
     """dx (x's shape, dtype and strides where x is dense) of the loss, in one launch."""
+    running_mean, running_var = running_mean.contiguous(), running_var.contiguous()  # read at c
     dx = torch.empty_like(x)
     o, ho, c, l_len, sn, sh, sc, sl = _view3(x)
     d_o, d_ho, _, d_l, dsn, dsh, dsc, dsl = _view3(dx)

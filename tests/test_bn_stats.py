@@ -121,11 +121,14 @@ def test_low_precision_no_worse_than_twice_eager(shape, layout, dtype):
 
 @CPU_KERNELS
 def test_permuted_and_sliced_channels():
-    """Layouts neither NCHW nor channels_last: N innermost, and every other channel."""
+    """Layouts neither NCHW nor channels_last: N innermost, every other channel, and one sample
+    expanded over the batch (stride 0 along N; dx is dense, so x and dx walk with other steps)."""
     x, rm, rv = make_input((5, 6, 4, 3), "nchw")
     permuted = x.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)  # strides (1, 60, 15, 5)
     every_other = torch.cat([x, x + 1], dim=1)[:, ::2]
-    for xs in (permuted, every_other):
+    expanded_1x1 = x[:1, :, :1, :1].expand(8, 6, 1, 1)  # strides (0, 12, 3, 1)
+    expanded = x[:1].expand(8, 6, 4, 3)
+    for xs in (permuted, every_other, expanded_1x1, expanded):
         loss, grads = value_and_grads(bn_stats_loss, xs, rm, rv)
         ref_loss, ref_grads = value_and_grads(losses.bn_stats_loss, xs, rm, rv)
         torch.testing.assert_close(loss, ref_loss, rtol=2e-5, atol=1e-5)
@@ -182,6 +185,8 @@ def test_op_outputs_and_which_are_differentiable():
         ((torch.randn(2, 3, 4), torch.zeros(3), torch.ones(3)), "N, C, H, W"),
         ((torch.randn(2, 3, 4, 4), torch.zeros(4), torch.ones(3)), "shape \\(C,\\)"),
         ((torch.ones(2, 3, 4, 4, dtype=torch.int32), torch.zeros(3), torch.ones(3)), "floating"),
+        ((torch.randn(2, 3, 4, 4), torch.zeros(3, dtype=torch.int64), torch.ones(3)), "floating"),
+        ((torch.randn(2, 3, 4, 4), torch.zeros(3, device="meta"), torch.ones(3)), "device"),
     ],
 )
 def test_bad_inputs_are_explained(bad, match):
@@ -222,6 +227,24 @@ def test_torch_compile_fullgraph(layout):
     torch.testing.assert_close(loss, ref_loss, rtol=2e-5, atol=1e-5)
     for g, ref_g in zip(grads, ref_grads, strict=True):
         assert_close_scaled(g, ref_g, rtol=2e-5)
+
+
+@CPU_KERNELS
+def test_a_bn_layer_in_train_mode_run_twice_before_backward():
+    """Its second forward updates the running statistics in place (no version bump): the first
+    term's gradient is still that of the statistics it saw, as in the eager reference."""
+    grads = []
+    for layer_loss in (losses.bn_stats_loss, bn_stats_loss):
+        torch.manual_seed(0)
+        bn = nn.BatchNorm2d(4).train()
+        x = torch.randn(8, 4, 5, 5, requires_grad=True)
+        with BNStatsHooks(bn, layer_loss=layer_loss) as hooks:
+            hooks.start()
+            bn(x)
+            bn(2 * x + 1)
+            total = hooks.collect()
+        grads.append(torch.autograd.grad(total, x)[0])
+    assert_close_scaled(grads[1], grads[0], rtol=1e-4)
 
 
 def test_drop_in_for_the_teacher_hooks():

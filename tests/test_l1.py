@@ -49,9 +49,9 @@ def make_pair(shape, dtype, device="cpu", seed=0, ties=True):
 
 
 def run(fn, t, s, log1p=False, upstream=0.37):
-    """Loss and both gradients of fn(t, s[, log1p]) scaled by upstream, on fresh leaves."""
-    t = t.detach().clone(memory_format=torch.preserve_format).requires_grad_()
-    s = s.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    """Loss and both gradients of fn(t, s[, log1p]) scaled by upstream, on fresh leaves that keep
+    t's and s's layouts (strides, storage offset: not dense, overlapping, unaligned)."""
+    t, s = t.detach().requires_grad_(), s.detach().requires_grad_()
     loss = fn(t, s, log1p=log1p)
     (loss * upstream).backward()
     return loss.detach(), t.grad, s.grad
@@ -187,6 +187,14 @@ def test_non_contiguous_logits(dtype):
     assert_matches_eager(t.t(), s.t(), t_hi.t(), s_hi.t())  # both transposed: same layout
     assert_matches_eager(t.t(), s.t().contiguous(), t_hi.t(), s_hi.t())  # layouts differ
     assert_matches_eager(t[::2], s[::2], t_hi[::2], s_hi[::2])  # strided rows
+
+
+@needs_ext
+def test_gradient_bits_when_numel_is_no_fp32():
+    # 2^24 + 1 rounds to 2^24 in fp32, where eager's mean backward divides by it: the op divides
+    # by the same rounded numel (a double division by the exact one was an ulp off here).
+    t, s, t_hi, s_hi = make_pair((2**24 + 1,), torch.float32, ties=False)
+    assert_matches_eager(t, s, t_hi, s_hi)
 
 
 @needs_ext

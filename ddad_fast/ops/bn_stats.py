@@ -80,6 +80,13 @@ def _check(x: Tensor, running_mean: Tensor, running_var: Tensor) -> None:
                 f"(C,) = ({x.shape[1]},), got {tuple(t.shape)}"
             ),
         )
+        torch._check(
+            t.is_floating_point() and t.device == x.device,
+            lambda t=t: (
+                "bn_stats_loss expects floating-point running statistics on x's device "
+                f"({x.device}), got {t.dtype} on {t.device}"
+            ),
+        )
 
 
 def _stats_like(x: Tensor) -> Stats:
@@ -174,6 +181,7 @@ def _backward_cpu(
 @_define_op("ddad::bn_stats_loss", mutates_args=())
 def _bn_stats_loss_op(x: Tensor, running_mean: Tensor, running_var: Tensor) -> Stats:
     # Every device goes through here (and torch.compile traces this body): CUDA to Triton.
+    _check(x, running_mean, running_var)
     if x.device.type == "cuda" and _triton_kernels is not None:
         return _triton_kernels.bn_stats_forward(x, running_mean, running_var)
     return _forward_cpu(x, running_mean, running_var)
@@ -189,6 +197,7 @@ def _bn_stats_loss_backward_op(
     running_mean: Tensor,
     running_var: Tensor,
 ) -> Tensor:
+    _check(x, running_mean, running_var)
     if x.device.type == "cuda" and _triton_kernels is not None:
         return _triton_kernels.bn_stats_backward(
             grad, x, mean, var, dist, running_mean, running_var
@@ -215,7 +224,10 @@ def _setup_context(ctx, inputs, output) -> None:
     x, running_mean, running_var = inputs
     _, mean, var, dist = output
     ctx.mark_non_differentiable(mean, var, dist)
-    ctx.save_for_backward(x, running_mean, running_var, mean, var, dist)
+    # The running statistics as the forward saw them: a BatchNorm in train mode updates them in
+    # place without a version bump, and the backward must not see the update (the eager
+    # reference keeps mean - rm, not rm). C floats each.
+    ctx.save_for_backward(x, running_mean.clone(), running_var.clone(), mean, var, dist)
 
 
 def _backward(ctx, grad, _grad_mean, _grad_var, _grad_dist):
