@@ -13,7 +13,10 @@ What is global and what is per rank:
   backward, which for equal per-rank batches is the gradient of the global-batch mean. It is what
   DDP does, done outside the models: bucketed all-reduces after the backward, with no wrapper
   around the forward, so that torch.compile traces the bare models (it cannot trace DDP's forward
-  with fullgraph=True). The ranks start from rank 0's weights (``broadcast_state``), as under DDP.
+  with fullgraph=True). The terms not linear in a batch mean (segmentation's ``-log(1 + L1)``,
+  DAFL's entropy) take the global mean first (``global_mean``), so that the generator's
+  objective is that of one process. The ranks start from rank 0's weights
+  (``broadcast_state``), as under DDP.
 - The student's and the generator's own BatchNorm layers normalise with per-rank batch statistics,
   as plain DDP does; this is the one way a run depends on the world size beyond its noise.
   ``--sync-bn`` (GPUs, eager backend) makes them torch's SyncBatchNorm instead.
@@ -227,6 +230,22 @@ def global_bn_stats_loss(x: Tensor, running_mean: Tensor, running_var: Tensor) -
     shift = stats[:channels] / n  # mean - running_mean
     var = (stats[channels : 2 * channels] / n - shift * shift).clamp_min(0)
     return torch.linalg.vector_norm(shift) + torch.linalg.vector_norm(var - running_var.float())
+
+
+def global_mean(x: Tensor) -> Tensor:
+    """x (any shape, the same on every rank) averaged over the ranks, autograd-aware.
+
+    For a term not linear in the batch (segmentation's ``-log(1 + L1)``, DAFL's entropy of the
+    batch's mean class probabilities): applied to this average, every rank computes the term of
+    the global batch, and after ``average_gradients`` the gradients are the global term's (the
+    functional all-reduce's backward sums every rank's gradient into each). x itself without a
+    process group of more than one rank.
+    """
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed import _functional_collectives as fc
+
+        return fc.all_reduce(x, "sum", dist.group.WORLD) / dist.get_world_size()
+    return x
 
 
 def any_rank(ctx: DistContext, *flags: bool) -> list[bool]:

@@ -60,15 +60,20 @@ def onehot_loss(t_logits: Tensor) -> Tensor:
     return F.cross_entropy(t_logits.float(), t_logits.argmax(dim=1))
 
 
-def negative_entropy_loss(t_logits: Tensor) -> Tensor:
+def negative_entropy_loss(
+    t_logits: Tensor, over_ranks: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
     """DAFL's information-entropy term, as a loss to minimise.
 
     t_logits: logits (N, C) or logit maps (N, C, H, W). Returns ``sum_c p_c log p_c`` of the
     softmax p averaged over the batch (and the pixels): minimising it spreads the generated batch
-    evenly over the classes.
+    evenly over the classes. ``over_ranks`` (under torchrun, ``distributed.global_mean``) averages
+    p (C,) over the ranks first, so that the term is that of the global batch.
     """
     p = F.softmax(t_logits.float(), dim=1).transpose(0, 1).reshape(t_logits.shape[1], -1)
     p = p.mean(dim=1)
+    if over_ranks is not None:
+        p = over_ranks(p)
     return (p * torch.log(p.clamp_min(1e-8))).sum()
 
 

@@ -46,3 +46,21 @@ def make_student_optimizer(
     return make_optimizer(
         cfg.student_optimizer, params, cfg.lr_student, cfg.momentum, cfg.weight_decay, fused
     )
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)`` for a state another backend may have saved.
+
+    Kept from ``opt``, not taken from ``state``: its implementation (``fused``/``foreach``: torch's
+    loader would restore the saver's) and each parameter's memory format for the state tensors
+    shaped like it (momentum, Adam's moments; torch keeps the saver's, and a fused step on a
+    channels_last buffer beside an NCHW parameter pairs the wrong elements).
+    """
+    implementation = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, own in zip(opt.param_groups, implementation, strict=True):
+        group.update(own)
+    for param, param_state in opt.state.items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                param_state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

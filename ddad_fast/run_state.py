@@ -25,6 +25,7 @@ from .distill_config import RESUMABLE_CHANGES, settings_before
 from .distributed import gather_to_all
 from .errors import CheckpointError
 from .model_io import model_record, weights_sha256
+from .optimizers import load_optimizer_state
 
 if TYPE_CHECKING:
     from .trainer import DDADTrainer
@@ -142,8 +143,8 @@ def load_run_state(trainer: DDADTrainer, path: Path) -> RunProgress:
         load_state_strict(trainer.student, ckpt["model"]["state_dict"], path)
         load_state_strict(trainer.generator, ckpt["generator"], path)
         try:
-            trainer.opt_student.load_state_dict(ckpt["opt_student"])
-            trainer.opt_generator.load_state_dict(ckpt["opt_generator"])
+            load_optimizer_state(trainer.opt_student, ckpt["opt_student"])
+            load_optimizer_state(trainer.opt_generator, ckpt["opt_generator"])
         except (ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: its optimiser state does not fit ({e})") from None
         trainer.sched_student.load_state_dict(ckpt["sched_student"])

@@ -33,6 +33,7 @@ from .distributed import (
     barrier,
     broadcast_state,
     global_bn_stats_loss,
+    global_mean,
     per_rank_batch,
     rank_device,
     sync_batchnorm,
@@ -127,9 +128,7 @@ class DDADTrainer:
                 fp32_output_layer(model, self.task.dense)
         self.test_set = test_set
         self.info = info
-        layer_loss = global_bn_stats_loss if dist.distributed else self.ops.bn_stats_loss
-        self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
-        self.features = PenultimateFeatures(self.teacher) if cfg.lambda_activation > 0 else None
+        self.attach_teacher_hooks()
         broadcast_state(self.student, dist)  # every rank starts from rank 0's weights
         broadcast_state(self.generator, dist)
         fused = self.ops.fused_optimizers or None  # None: torch's default implementation
@@ -223,12 +222,13 @@ class DDADTrainer:
                 t_logits = self.teacher_outputs(images)
                 bn_loss = torch.zeros((), device=z.device)
             s_logits = self.student(images)
-        l1 = self.discrepancy(t_logits, s_logits)
+        # the global batch's L1 (-log(1 + L1) is not linear in it; one rank: l1 itself)
+        l1 = global_mean(self.discrepancy(t_logits, s_logits))
         loss = cfg.lambda_adv * self.task.adversarial_loss(l1) + cfg.lambda_bn * bn_loss
         if cfg.lambda_onehot > 0:
             loss = loss + cfg.lambda_onehot * onehot_loss(t_logits)
         if cfg.lambda_entropy > 0:
-            loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits)
+            loss = loss + cfg.lambda_entropy * negative_entropy_loss(t_logits, global_mean)
         if self.features is not None:
             loss = loss + cfg.lambda_activation * activation_loss(self.features.collect())
         parts = torch.stack([l1, bn_loss, loss]).detach()
@@ -374,6 +374,22 @@ class DDADTrainer:
             f"(L1 {l1:.4g}, BN {bn:.4g})"
         )
 
+    def attach_teacher_hooks(self) -> None:
+        """The teacher's hooks for the BN term and DAFL's activation term, as the settings ask
+        (inert outside the generator's step); ``fit`` detaches them when it returns."""
+        cfg = self.cfg
+        layer_loss = global_bn_stats_loss if self.dist.distributed else self.ops.bn_stats_loss
+        self.bn_hooks = BNStatsHooks(self.teacher, layer_loss) if cfg.lambda_bn > 0 else None
+        self.features = PenultimateFeatures(self.teacher) if cfg.lambda_activation > 0 else None
+        self.teacher_hooked = True
+
+    def detach_teacher_hooks(self) -> None:
+        """Leave the teacher as it came: no hook of this trainer's on it."""
+        for hooks in (self.bn_hooks, self.features):
+            if hooks is not None:
+                hooks.remove()
+        self.teacher_hooked = False
+
     def fit(self, stop_after: int | None = None) -> DistillResult:
         """Train until ``cfg.epochs`` (resuming from ``out_dir/last.pt`` when ``cfg.resume``).
 
@@ -389,6 +405,15 @@ class DDADTrainer:
         one ``metrics.csv`` holds the losses alone and ``student.pt`` the latest student (the same
         record, for ``ddad eval`` later), and the result's scores are nan.
         """
+        if not self.teacher_hooked:  # a second call
+            self.attach_teacher_hooks()
+        try:
+            return self._fit(stop_after)
+        finally:
+            self.detach_teacher_hooks()
+
+    def _fit(self, stop_after: int | None) -> DistillResult:
+        """``fit`` with the teacher's hooks attached."""
         cfg = self.cfg
         main = self.dist.is_main
         evaluating = self.test_set is not None
@@ -462,10 +487,6 @@ class DDADTrainer:
                     stopped = stop.signal_name or "a signal to another rank"
                     break
             bar.close()
-        if self.bn_hooks is not None:
-            self.bn_hooks.remove()
-        if self.features is not None:
-            self.features.remove()
         barrier(self.dist)
         return DistillResult(
             teacher_acc=teacher_acc,

@@ -4,9 +4,12 @@ and in the test's own process for the single-process reference.
 ``python dist_probe.py TEACHER_CKPT OUT.pt BACKEND``: every rank takes its share of the same global
 batch of noise; rank 0 saves the global losses (per-rank L1 and generator losses averaged over the
 ranks, the BN term as every rank sees it), the generator's gradients after their average over
-ranks, and how many graphs and graph breaks torch.compile made.
+ranks, and how many graphs and graph breaks torch.compile made. The generator's objective has the
+terms that are not linear in the batch on: DAFL's entropy, and segmentation's -log(1 + L1) in
+place of -L1.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -33,8 +36,10 @@ def probe(teacher_ckpt: str, out_dir: str, backend: str) -> dict[str, torch.Tens
         device="cpu",
         backend=backend,
         progress=False,
+        lambda_entropy=5.0,
     )
     trainer = build_trainer(cfg)
+    trainer.task = dataclasses.replace(trainer.task, log_discrepancy=True)
     ctx = trainer.dist
     # Eval mode makes the generator's and the student's forwards per-sample (their own BN layers
     # use running statistics), so a sample's image and logits do not depend on how the batch is

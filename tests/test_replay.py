@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ddad_fast.builder import build_trainer
 from ddad_fast.errors import ConfigError
@@ -47,12 +48,22 @@ def test_a_replayed_step_equals_a_student_step_on_the_same_images_and_teacher_ou
     tiny_distill,
 ):
     trainer = build_trainer(dataclasses.replace(tiny_distill, replay=64))
+    weight = next(trainer.student.parameters())
     z = trainer.noise()
     fresh, images, t_logits = trainer.student_loss(z)
-    (fresh_grad,) = torch.autograd.grad(fresh, next(trainer.student.parameters()))
+    (fresh_grad,) = torch.autograd.grad(fresh, weight)
     replayed = trainer.replayed_student_loss(images, t_logits)
-    (replayed_grad,) = torch.autograd.grad(replayed, next(trainer.student.parameters()))
-    assert torch.equal(fresh, replayed) and torch.equal(fresh_grad, replayed_grad)
+    (replayed_grad,) = torch.autograd.grad(replayed, weight)
+    # both against DFAD's student loss written out here: L1(student(G(z)), teacher(G(z)))
+    with torch.no_grad():
+        ref_images = trainer.generator(z)
+        ref_t = trainer.teacher(ref_images)
+    ref = F.l1_loss(trainer.student(ref_images), ref_t)
+    (ref_grad,) = torch.autograd.grad(ref, weight)
+    assert torch.equal(images, ref_images) and torch.equal(t_logits, ref_t)
+    for loss, grad in ((fresh, fresh_grad), (replayed, replayed_grad)):
+        torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)
     # the memory holds exactly what the steps made: a fresh step's images and teacher outputs
     trainer.student_step()
     assert trainer.memory.count == trainer.batch

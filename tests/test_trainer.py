@@ -202,3 +202,16 @@ def test_missing_teacher_checkpoint_is_refused(tiny_distill):
 def test_bad_settings_are_refused(tiny_distill, setting, value, message):
     with pytest.raises(ConfigError, match=message):
         build_trainer(dataclasses.replace(tiny_distill, **{setting: value}))
+
+
+def test_fit_leaves_the_teacher_as_it_came_and_can_be_called_again(tiny_distill):
+    cfg = dataclasses.replace(tiny_distill, lambda_activation=0.1)
+    trainer = build_trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+    assert trainer.fit(stop_after=1).epochs == 1
+    assert not trainer.teacher.training
+    for key, value in trainer.teacher.state_dict().items():  # weights and BN statistics
+        assert torch.equal(value, before[key]), key
+    assert not any(m._forward_hooks for m in trainer.teacher.modules())  # no hook left on it
+    assert trainer.fit(stop_after=1).epochs == 2  # the hooks come back for the second call
+    assert not any(m._forward_hooks for m in trainer.teacher.modules())
