@@ -28,7 +28,7 @@ from .distill_config import DistillConfig
 from .distributed import resolve_device, shutdown
 from .errors import DDADError
 from .model_io import load_model
-from .models import model_names
+from .models import model_names, seg_model_names
 from .optimizers import OPTIMIZERS
 from .recipes import RECIPES, recipe_settings
 from .run_folder import check_out_dir
@@ -71,9 +71,9 @@ def allowed_values() -> dict[str, list[str]]:
         "student_optimizer": list(OPTIMIZERS),
         "optimizer": list(OPTIMIZERS),
         "dataset": dataset_names(),
-        "model": model_names(),
-        "teacher": model_names(),
-        "student": model_names(),
+        "model": model_names() + seg_model_names(),
+        "teacher": model_names() + seg_model_names(),
+        "student": model_names() + seg_model_names(),
     }
 
 

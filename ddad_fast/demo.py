@@ -12,9 +12,15 @@ import time
 from pathlib import Path
 
 from .builder import build_trainer
+from .checkpoint import changed_settings, load_checkpoint
+from .distill_config import RESUMABLE_CHANGES as DISTILL_MAY_CHANGE
 from .distill_config import DistillConfig
+from .errors import ConfigError, DDADError
+from .run_folder import RUN_FILES
 from .run_plots import write_run_plots
-from .teacher import TeacherConfig, cached_teacher, train_teacher
+from .run_state import DISTILL_KIND
+from .teacher import RESUMABLE_CHANGES as TEACHER_MAY_CHANGE
+from .teacher import TEACHER_TRAIN_KIND, TeacherConfig, cached_teacher, train_teacher
 from .trainer import DDADTrainer, DistillResult
 
 DEMO_TEACHER = TeacherConfig(
@@ -39,6 +45,29 @@ DEMO_DISTILL = DistillConfig(
 )
 
 
+def check_demo_folder(
+    folder: Path, kind: str, cfg: TeacherConfig | DistillConfig, may_change: frozenset[str]
+) -> None:
+    """Raise ConfigError when ``folder`` holds a run other than this demo's own earlier one (a
+    ``kind`` run whose settings are ``cfg``'s but for ``may_change``): the demo replaces its own
+    runs, as ``make demo`` run again should, and nobody else's."""
+    previous = [name for name in RUN_FILES if (folder / name).exists()]
+    if not previous:
+        return
+    try:
+        ckpt = load_checkpoint(folder / "last.pt")
+    except DDADError:
+        ckpt = {}
+    saved, defaults = ckpt.get("config", {}), dataclasses.asdict(type(cfg)())
+    if ckpt.get("kind") != kind or changed_settings(
+        saved, dataclasses.asdict(cfg), may_change, defaults
+    ):
+        raise ConfigError(
+            f"{folder} holds a run ({', '.join(previous)}) that is not this demo's, which the demo "
+            "would replace: give the demo another --out-dir"
+        )
+
+
 def distill_with_cached_teacher(
     teacher_cfg: TeacherConfig, distill_cfg: DistillConfig, out: Path, tag: str
 ) -> tuple[DDADTrainer, DistillResult]:
@@ -49,13 +78,16 @@ def distill_with_cached_teacher(
     prefixes the message printed when the teacher is reused. Returns the trainer and its result.
     """
     teacher_cfg = dataclasses.replace(teacher_cfg, out_dir=str(out / "teacher"))
+    cfg = dataclasses.replace(
+        distill_cfg, teacher_ckpt=str(out / "teacher" / "teacher.pt"), out_dir=str(out)
+    )
+    check_demo_folder(out, DISTILL_KIND, cfg, DISTILL_MAY_CHANGE | {"teacher_ckpt"})
+    check_demo_folder(out / "teacher", TEACHER_TRAIN_KIND, teacher_cfg, TEACHER_MAY_CHANGE)
     teacher_ckpt = cached_teacher(teacher_cfg)
     if teacher_ckpt is None:
         train_teacher(teacher_cfg)
-        teacher_ckpt = out / "teacher" / "teacher.pt"
     else:
         print(f"{tag}: reusing the cached teacher {teacher_ckpt}")
-    cfg = dataclasses.replace(distill_cfg, teacher_ckpt=str(teacher_ckpt), out_dir=str(out))
     trainer = build_trainer(cfg)
     return trainer, trainer.fit()
 

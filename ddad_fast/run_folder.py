@@ -156,10 +156,13 @@ def check_out_dir(folder: str | Path, resume: bool, overwrite: bool) -> None:
         raise ConfigError("out_dir is empty: give a folder (--out-dir)")
     folder = Path(folder)
     check_writable(folder)
-    holder = running_holder(folder)
+    # The folder the run will write into: "a/new/.." is a once "new" exists, though the kernel
+    # finds no "a/new/../last.pt" before the run creates "new".
+    target = Path(os.path.realpath(folder))
+    holder = running_holder(target)
     if holder is not None:
         raise _in_use(folder, holder)
-    previous = [name for name in RUN_FILES if (folder / name).exists()]
+    previous = [name for name in RUN_FILES if (target / name).exists()]
     if previous and not (resume or overwrite):
         raise ConfigError(
             f"{folder} already holds a run ({', '.join(previous)}): continue it with --resume, "

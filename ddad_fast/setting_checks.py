@@ -29,11 +29,14 @@ def check_non_negative(cfg: Any, *names: str) -> None:
 
 def check_finite(cfg: Any) -> None:
     """Refuse a float setting of the dataclass ``cfg`` that is nan or infinite (``--lr inf``
-    parses as a float, and a nan passes every comparison)."""
+    parses as a float, and a nan passes every comparison), and an integer one beyond 64 bits
+    (torch takes none: ``--seed 10**23`` would end in an overflow deep inside it)."""
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{field.name} must be a finite number, got {value}")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise ConfigError(f"{field.name} must fit in 64 bits, got {value}")
 
 
 def check_momentum(momentum: float) -> None:

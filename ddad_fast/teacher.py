@@ -52,8 +52,8 @@ class TeacherConfig:
     """Settings of supervised teacher training (SGD or Adam, a schedule, shift/flip augmentation).
 
     For segmentation (``task="seg"``) the loss is per-pixel cross-entropy that skips the dataset's
-    ignored label, the augmentation is the same random flip of image and label map, and the score
-    is mean IoU.
+    ignored label, the augmentation is DFAD's random crop and flip, drawn once for image and label
+    map (``data.augment.seg_augment``), and the score is mean IoU.
     """
 
     task: str = "cls"  # cls (classification) or seg (segmentation)

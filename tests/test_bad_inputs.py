@@ -74,6 +74,8 @@ COMBINED = [
     ("distill", ["--step-gamma", "0"], "step_gamma must be in (0, 1], got 0.0"),
     ("distill", ["--step-gamma", "2"], "step_gamma must be in (0, 1], got 2.0"),
     ("distill", ["--step-gamma", "nan"], "step_gamma must be a finite number"),
+    ("distill", ["--seed", str(10**23)], "seed must fit in 64 bits, got 1000000000000000000000"),
+    ("teacher", ["--seed", str(2**63)], "seed must fit in 64 bits, got 9223372036854775808"),
     ("distill", ["--step-gamma", "0.3"], "step_gamma applies to the step schedule only"),
     ("distill", ["--recipe", "nope"], "unknown recipe 'nope'; choose one of ddad, dfad-cifar10"),
     ("distill", ["--recipe"], "argument --recipe: expected one argument"),

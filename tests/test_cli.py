@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import distill_argv
+from conftest import distill_argv, file_hashes
 
 import ddad_fast
 from ddad_fast import demo
@@ -95,6 +95,12 @@ def test_demo_on_a_tiny_setting_writes_everything_and_reuses_its_teacher(
     assert (out / "teacher" / "teacher.pt").is_file()
     assert main(["demo", "--out-dir", str(out), "--no-progress"]) == 0
     assert "reusing the cached teacher" in capsys.readouterr().out
+    # its own runs it replaced; a run of other settings there it leaves as it is
+    monkeypatch.setattr(demo, "DEMO_DISTILL", dataclasses.replace(demo.DEMO_DISTILL, epochs=3))
+    before = file_hashes(out)
+    assert main(["demo", "--out-dir", str(out), "--no-progress"]) == 2
+    assert "that is not this demo's" in capsys.readouterr().err
+    assert file_hashes(out) == before
 
 
 def test_demo_teacher_cache_ignores_a_different_setting(tmp_path, monkeypatch):

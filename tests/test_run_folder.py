@@ -59,6 +59,27 @@ def test_a_fresh_run_into_a_finished_run_is_refused_and_changes_nothing(finished
     assert file_hashes(out) == before
 
 
+def test_a_path_through_a_missing_folder_and_dotdot_is_the_folder_it_leads_to(
+    finished, tmp_path, capsys
+):
+    out = _copy(finished.out_dir, tmp_path / "run")
+    before = file_hashes(out)
+    cfg = dataclasses.replace(finished, out_dir=str(out / "new" / ".."))
+    _refused(distill_argv(cfg), capsys, "already holds a run")
+    assert file_hashes(out) == before
+
+
+def test_the_demo_replaces_no_run_of_other_settings(finished, digits_teacher, tmp_path, capsys):
+    distilled = _copy(finished.out_dir, tmp_path / "distilled")  # a distill run: its out-dir
+    taught = tmp_path / "taught"
+    _copy(digits_teacher.parent, taught / "teacher")  # a teacher run: the demo's teacher folder
+    for out in (distilled, taught):
+        before = file_hashes(out)
+        argv = ["demo", "--out-dir", str(out), "--device", "cpu", "--no-progress"]
+        _refused(argv, capsys, "that is not this demo's", "give the demo another --out-dir")
+        assert file_hashes(out) == before
+
+
 def test_a_teacher_into_a_teacher_folder_and_a_distill_into_it_are_refused(
     digits_teacher, tmp_path, capsys, finished
 ):
