@@ -21,9 +21,10 @@ total and per rank, and the scaling efficiency, total images/s over N times one 
 machine with fewer cores (or GPUs) than ranks, the ranks share them: the figure then checks that
 the distributed step runs and what its communication costs there, not how it scales.
 
-``--replay N`` also times each backend with a replay memory of N samples (filled before the
-timed iterations, so that their student steps replay), ``--teacher-fp32`` the fast backend with
-the teacher outside autocast; their rows sit beside eager's and fast's.
+``--replay N`` also times each backend with a replay memory of N samples (holding at least a
+batch before the timed iterations, so that their student steps replay; a draw costs the same
+however full it is), ``--teacher-fp32`` the fast backend with the teacher outside autocast;
+their rows sit beside eager's and fast's.
 
 Appends to bench/results.csv (or ``--csv``), prints a table and ends with exactly one line
 ``step: fast/eager speedup <x>x (<teacher>-><student>, bs <b>, <device>)`` (with ``--nproc``, a

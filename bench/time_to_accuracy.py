@@ -4,6 +4,7 @@
         --runs ddad:10 ddad+replay:4 bn-only+replay:4 kd-real:4        # runs/tta/fashion-mnist/
     python bench/time_to_accuracy.py ... --results bench/RESULTS.md --figures bench/figures
     python bench/time_to_accuracy.py --dataset digits --tiny --seeds 0 --runs ddad:1 ddad+replay:1
+                                                                        # runs/tta-tiny/digits/
 
 ``--runs METHOD:SCALE``: a study method (bench/study.py) with ``SCALE`` times the plan's epochs
 (the same iterations per epoch, so one test evaluation per epoch gives the curve its points).
@@ -139,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", type=float, help="accuracy %% to reach (default: baseline's)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (processes)")
     parser.add_argument("--study-dir", default="runs/study", help="where the teacher is cached")
-    parser.add_argument("--out-dir", default="runs/tta")
+    parser.add_argument(
+        "--out-dir",
+        help="default runs/tta, and runs/tta-tiny with --tiny (whose runs must never "
+        "stand in for the full setting's in curves.csv)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace unrecorded runs in --out-dir"
     )
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = next((p for p in plans if p.dataset == args.dataset), None)
     if plan is None:
         raise SystemExit(f"no {'tiny ' if args.tiny else ''}study plan for {args.dataset}")
-    out = Path(args.out_dir) / plan.dataset
+    out = Path(args.out_dir or ("runs/tta-tiny" if args.tiny else "runs/tta")) / plan.dataset
     cfg = StudyConfig(plans=(plan,), seeds=tuple(args.seeds), out_dir=str(out))
     if args.tiny:
         cfg.distill = tiny_distill(cfg.distill)
