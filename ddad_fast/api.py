@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import shape_info
+from .data.seg_folders import IGNORE as SEG_IGNORE_INDEX
 from .distill_config import DistillConfig
 from .errors import ConfigError
 from .first_output import FirstOutput
@@ -68,8 +69,10 @@ def distill(
     registry name (``tinycnn``, ``resnet18``, ...). image_shape: (C, H, W) with H == W, the images
     the generator makes. eval_set: (image, label) pairs normalised as the teacher's training data
     were, scored each epoch (None: no evaluation; ``student.pt`` is then written instead of
-    ``best.pt``). overwrite: replace a run already in ``out_dir``. settings: ``DistillConfig``
-    fields (``epochs=2``, ``out_dir="runs/x"``, ``device="cpu"``, ``resume=True``, ...).
+    ``best.pt``); for ``task="seg"`` label maps (H, W) whose 255 pixels no score counts, as in
+    CamVid, NYUv2 and DFAD's loaders. overwrite: replace a run already in ``out_dir``.
+    settings: ``DistillConfig`` fields (``epochs=2``, ``out_dir="runs/x"``, ``device="cpu"``,
+    ``resume=True``, ...).
 
     Checkpoints name the student's architecture: its registry name, or the ``module:qualname`` of
     a module's class, whose ``state_dict`` loads back into that class. Returns (the trained
@@ -90,6 +93,8 @@ def distill(
     cfg.validate()
     check_out_dir(cfg.out_dir, cfg.resume, overwrite)
     info = shape_info(num_classes, channels, height)
+    if get_task(cfg.task).dense:
+        info = dataclasses.replace(info, ignore_index=SEG_IGNORE_INDEX)
     torch.manual_seed(cfg.seed)
     if isinstance(student, str):
         student = build_model(student, num_classes, channels, height)

@@ -15,7 +15,8 @@ from .metrics import read_metrics
 def save_image_grid(
     images: Tensor, path: str | Path, mean: tuple[float, ...], std: tuple[float, ...], ncol: int = 8
 ) -> None:
-    """Write normalised images (N, C, H, W), 1 or 3 channels, as one PNG grid of ``ncol`` columns.
+    """Write normalised images (N, C, H, W) as one PNG grid of ``ncol`` columns: 3 channels in
+    colour, any other count as its first channel in grey.
 
     The normalisation is undone with ``mean``/``std`` and pixels are clipped to [0, 1]; without
     them (a run with no dataset), each grid is scaled from its own minimum to its maximum.
@@ -34,7 +35,7 @@ def save_image_grid(
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(pixels[i, :, :, 0] if c == 1 else pixels[i], cmap="gray", vmin=0, vmax=1)
+            ax.imshow(pixels[i] if c == 3 else pixels[i, :, :, 0], cmap="gray", vmin=0, vmax=1)
     fig.tight_layout(pad=0.1)
     fig.savefig(path, dpi=80)
 

@@ -23,6 +23,23 @@ from .errors import ConfigError
 LOCK_NAME = ".ddad.lock"
 # What teacher and distill runs write: a folder holding one of them holds a run.
 RUN_FILES = ("last.pt", "best.pt", "teacher.pt", "metrics.csv")
+# What a run leaves beside last.pt and metrics.csv (which it writes anew): a fresh run removes a
+# previous run's at its first checkpoint, so that none of them passes for its own.
+OUTPUT_FILES = (
+    "best.pt",
+    "student.pt",
+    "teacher.pt",
+    "samples.png",
+    "seg_samples.png",
+    "curves.png",
+)
+
+
+def remove_previous_outputs(folder: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove from ``folder`` every ``OUTPUT_FILES`` name a previous run left there but ``keep``."""
+    for name in OUTPUT_FILES:
+        if name not in keep:
+            (folder / name).unlink(missing_ok=True)
 
 
 def _holder(fd: int) -> str:

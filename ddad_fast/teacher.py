@@ -30,7 +30,7 @@ from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
 from .optimizers import check_optimizer, make_optimizer
-from .run_folder import RunLock
+from .run_folder import RunLock, remove_previous_outputs
 from .schedules import check_schedule, make_scheduler
 from .setting_checks import (
     check_at_least,
@@ -122,6 +122,7 @@ class _TeacherRun:
         self.epoch_shuffle = self.shuffle_rng.get_state()  # the shuffle RNG as that epoch began
         self.acc = math.nan  # the last evaluated test score
         self.seconds_before = 0.0  # seconds the run took in the processes before this one
+        self.outputs_own = False  # whether the files beside last.pt are this run's (resumed)
         self.started = time.perf_counter()
 
     def seconds(self) -> float:
@@ -182,9 +183,9 @@ class _TeacherRun:
         )
 
     def save(self) -> None:
-        """Write ``last.pt``, then, at an epoch's end, ``teacher.pt``. A stop inside the first
-        epoch removes a previous run's ``teacher.pt`` instead: the folder's model is this run's
-        or none."""
+        """Write ``last.pt``, then, at an epoch's end, ``teacher.pt``. A fresh run's first
+        checkpoint removes what a previous run left beside them (``teacher.pt``, ``best.pt``,
+        plots: ``run_folder.OUTPUT_FILES``): the folder's model is this run's or none."""
         save_atomic(
             {
                 "kind": TEACHER_TRAIN_KIND,
@@ -202,9 +203,10 @@ class _TeacherRun:
             },
             self.out / "last.pt",
         )
-        if self.epoch == 0:
-            (self.out / "teacher.pt").unlink(missing_ok=True)
-        elif self.batch == 0:
+        if not self.outputs_own:
+            remove_previous_outputs(self.out)
+            self.outputs_own = True
+        if self.epoch > 0 and self.batch == 0:
             save_atomic(self.record(), self.out / "teacher.pt")
 
     def resume(self) -> None:
@@ -213,6 +215,7 @@ class _TeacherRun:
         ckpt = load_checkpoint(path)
         if ckpt.get("kind") != TEACHER_TRAIN_KIND:
             raise CheckpointError(f"{path} is not a ddad_fast teacher-training checkpoint")
+        self.outputs_own = True  # what the folder holds beside last.pt is this run's
         saved = ckpt["config"]
         may_change = resume_may_change(
             RESUMABLE_CHANGES, saved, ckpt.get("epoch", 0), self.cfg.epochs

@@ -45,7 +45,7 @@ from .metrics import MetricsLog, epoch_line
 from .model_io import weights_sha256
 from .optimizers import make_student_optimizer
 from .replay import ReplayMemory
-from .run_folder import lock_on_main
+from .run_folder import lock_on_main, remove_previous_outputs
 from .run_state import RunProgress, load_run_state, save_last, student_record
 from .schedules import make_scheduler
 from .signals import StopRequest
@@ -431,9 +431,8 @@ class DDADTrainer:
                     teacher_acc = self.task.score(self.teacher, *data)
             if not cfg.resume:
                 save_last(self, progress)  # the run's first checkpoint
-                if main:
-                    for name in ("best.pt", "student.pt"):  # a previous run's
-                        (self.out_dir / name).unlink(missing_ok=True)
+                if main:  # a teacher.pt there may be the teacher being distilled: kept
+                    remove_previous_outputs(self.out_dir, keep=("teacher.pt",))
             log = None
             if main:
                 log = MetricsLog(self.out_dir / "metrics.csv", self.epoch if cfg.resume else None)

@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY_DISTILL
 from torch import nn
+from torch.utils.data import TensorDataset
 
 import ddad_fast
 from ddad_fast.checkpoint import load_checkpoint
@@ -91,3 +93,29 @@ def test_a_tuple_teacher_a_registry_student_and_an_eval_set(digits_teacher, tmp_
     resumed = {**settings, "epochs": 2, "resume": True}
     _, result = ddad_fast.distill(teacher, "tinycnn", 10, (1, 8, 8), eval_set, **resumed)
     assert result.epochs == 2
+
+
+class TinySegmenter(nn.Module):
+    """(N, 1, H, W) -> (N, 3, H, W) logit maps, with a BatchNorm layer for the BN term."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1)
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_segmentation_run_scores_an_eval_set_holding_ignored_pixels(tmp_path):
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (6, 16, 16))
+    labels[:, :4] = 255  # DFAD's ignored label: counted nowhere
+    eval_set = TensorDataset(torch.randn(6, 1, 16, 16), labels)
+    settings = {"epochs": 1, "epoch_iters": 1, "batch_size": 4, "nz": 8, "ngf": 8}
+    _, result = ddad_fast.distill(
+        TinySegmenter().eval(), TinySegmenter(), 3, (1, 16, 16), eval_set, task="seg",
+        device="cpu", progress=False, out_dir=str(tmp_path), **settings,
+    )  # fmt: skip
+    assert 0 <= result.final_acc <= 100 and result.epochs == 1

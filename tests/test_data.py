@@ -362,6 +362,25 @@ def test_cifar_truncated_pickle(cifar10_root):
         load_dataset("cifar10", root=cifar10_root)
 
 
+@pytest.mark.parametrize("labels", [[b"a", b"b", b"c"], None], ids=["bytes", "none"])
+def test_cifar_labels_that_are_not_integers(cifar10_root, labels):
+    path = cifar10_root / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(path.read_bytes())
+    batch[b"labels"] = labels
+    _pickle(path, batch)
+    with pytest.raises(DataError, match="has labels that are not integers"):
+        load_dataset("cifar10", root=cifar10_root)
+
+
+def test_an_empty_test_split_is_refused(cifar10_root):
+    path = cifar10_root / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(path.read_bytes())
+    batch[b"data"], batch[b"labels"] = batch[b"data"][:0], []
+    _pickle(path, batch)
+    with pytest.raises(DataError, match="its test split holds no images"):
+        load_dataset("cifar10", root=cifar10_root)
+
+
 def test_cifar_wrong_data_shape(cifar10_root):
     path = cifar10_root / "cifar-10-batches-py" / "test_batch"
     batch = pickle.loads(path.read_bytes())

@@ -127,6 +127,17 @@ def test_overwrite_replaces_the_previous_run(finished, tmp_path, capsys):
     assert not (out / LOCK_NAME).exists()
 
 
+def test_a_teacher_over_a_distill_run_leaves_none_of_its_outputs(finished, tmp_path, capsys):
+    out = _copy(finished.out_dir, tmp_path / "run")
+    for name in ("samples.png", "curves.png", "student.pt"):
+        (out / name).write_bytes(b"a previous run's")
+    cfg = dataclasses.replace(TINY_TEACHER, out_dir=str(out), epochs=1)
+    assert main([*teacher_argv(cfg), "--overwrite"]) == 0
+    left = {"best.pt", "student.pt", "samples.png", "curves.png"} & {p.name for p in out.iterdir()}
+    assert not left  # none passes for the teacher run's own (ddad eval --ckpt run/best.pt)
+    assert (out / "teacher.pt").is_file()
+
+
 def test_a_held_lock_names_its_process_and_a_stale_one_is_taken_over(tiny_distill, capsys):
     cfg = dataclasses.replace(tiny_distill, epochs=1)
     out = Path(cfg.out_dir)

@@ -88,6 +88,17 @@ def load_dataset(
     fashion = name in ("fashion-mnist", "composite-fashion-mnist")
     default_root = fashion_mnist.DEFAULT_ROOT if fashion else Path("data") / name
     path = Path(default_root if root is None else root).expanduser().absolute()
+    train, test, info = _load(name, path, size, split_seed)
+    for split, data in (("training", train), ("test", test)):
+        if len(data) == 0:  # an empty test split would score 0.00% without a word
+            raise DataError(f"{name} at {path}: its {split} split holds no images")
+    return train, test, info
+
+
+def _load(
+    name: str, path: Path, size: int, split_seed: int
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """``load_dataset``'s dispatch to the loader of ``name``, settings checked."""
     if name == "digits":
         return digits.load(size, split_seed)
     if name.startswith("composite-"):

@@ -120,7 +120,10 @@ def _read_batch(name: str, path: Path, layout: _Layout) -> tuple[np.ndarray, np.
                 f"{name}: {path} is missing key {key!r} (has {sorted(map(repr, batch))})"
             )
     data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[layout.label_key], dtype=np.int64)
+    try:
+        labels = np.asarray(batch[layout.label_key], dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{name}: {path} has labels that are not integers ({e})") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * NATIVE_SIZE**2:
         raise DataError(
             f"{name}: {path} data is {data.dtype} {data.shape}, expected uint8 (N, 3072)"
