@@ -418,9 +418,7 @@ def caltech_root(tmp_path):
 
 def test_caltech_classes_split_and_laziness(caltech_root):
     train, test, info = load_dataset("caltech101", root=caltech_root)
-    assert info == DatasetInfo(
-        "caltech101", 3, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), hflip=True
-    )
+    assert info == DatasetInfo("caltech101", 3, 3, 64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), hflip=True)
     assert (len(train), len(test)) == (6, 2)
     paths = train.paths + test.paths
     assert len(set(paths)) == 8 and not any("BACKGROUND_Google" in str(p) for p in paths)
@@ -457,10 +455,26 @@ def test_caltech_decoding_and_normalisation(caltech_root):
     torch.testing.assert_close(pixels, torch.full((3, 8, 8), 77 / 255), atol=2 / 255, rtol=0)
     colour, label = items["accordion/image_0001.jpg"]
     assert label.item() == 0
-    expected = torch.tensor(
-        [(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]
-    )
+    expected = (torch.tensor([200, 100, 50]) / 255 - 0.5) / 0.5  # DFAD's Normalize(0.5, 0.5)
     torch.testing.assert_close(colour, expected[:, None, None].expand(3, 8, 8), atol=0.04, rtol=0)
+
+
+@pytest.mark.parametrize("landscape", [True, False])
+def test_caltech_keeps_the_aspect_and_takes_the_centre_as_dfad(tmp_path, landscape):
+    # 20 x 10: red, green, blue bands of 5, 10, 5 along the long side. Resize(8) makes it 16 x 8
+    # and CenterCrop(8) keeps the green band alone; squashing to 8 x 8 would keep red and blue.
+    bands = np.zeros((10, 20, 3), dtype=np.uint8)
+    bands[:, :5, 0] = bands[:, 5:15, 1] = bands[:, 15:, 2] = 255
+    folder = tmp_path / "101_ObjectCategories" / "bands"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        image = Image.fromarray(bands if landscape else bands.transpose(1, 0, 2))
+        image.save(folder / f"image_{i:04d}.jpg", quality=100)
+    train, _, info = load_dataset("caltech101", root=tmp_path, image_size=8)
+    pixels = train[0][0] * 0.5 + 0.5
+    inner = pixels[:, 1:-1, 1:-1]  # the crop's edge pixels blend with the neighbouring bands
+    torch.testing.assert_close(inner[1], torch.ones_like(inner[1]), atol=0.1, rtol=0)
+    assert inner[0].max() < 0.25 and inner[2].max() < 0.25  # squashed: red and blue near 1
 
 
 def test_caltech_missing_folder(tmp_path):

@@ -1,8 +1,11 @@
 """Caltech-101 from the ``101_ObjectCategories/<class>/*.jpg`` tree, decoded lazily.
 
 The 101 classes are the sorted subfolder names except ``BACKGROUND_Google``, a clutter folder that
-is no object category. Images are split per class by the seeded stratified split and squashed
-(aspect ratio not kept) to ``image_size`` x ``image_size``.
+is no object category. Images are split per class by the seeded stratified split and prepared as
+DFAD's test transform does (``Resize(128)``, ``CenterCrop(128)``, ``Normalize(0.5, 0.5)``): the
+shorter side resized to ``image_size``, aspect kept, then the centre square. DFAD's training
+transform crops at random along the longer side instead; here the training images are the same
+centre squares, and the teacher's own shift-and-flip augmentation (``data.augment``) varies them.
 """
 
 from pathlib import Path
@@ -20,20 +23,29 @@ EXCLUDED = "BACKGROUND_Google"
 SUFFIXES = (".jpg", ".jpeg")
 URL = "https://data.caltech.edu/records/mzrjq-6wc02"
 DEFAULT_SIZE = 64
-# ImageNet's per-channel statistics, the usual choice for Caltech-101.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+# DFAD's dataloader.py: Normalize((0.5,), (0.5,)) on every channel.
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
 
 
 def decode_image(path: Path, size: int) -> Tensor:
-    """float32 (3, size, size) RGB pixels in [0, 1] of a JPEG (grey ones are converted to RGB),
-    resized with PIL's antialiased bilinear filter."""
+    """float32 (3, size, size) RGB pixels in [0, 1] of a JPEG (grey ones are converted to RGB):
+    the shorter side resized to ``size`` with PIL's antialiased bilinear filter (the longer one
+    in proportion, rounded down, as torchvision's ``Resize(size)``), then the centre square
+    (``CenterCrop(size)``: its offset rounded)."""
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            rgb = img.convert("RGB")
+            w, h = rgb.size
+            short, long = min(w, h), max(w, h)
+            resized = (size, max(size, long * size // short))
+            rgb = rgb.resize(resized if w <= h else resized[::-1], Image.Resampling.BILINEAR)
     except (OSError, ValueError) as e:
         raise DataError(f"caltech101: cannot decode {path}: {e}") from e
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+    w, h = rgb.size
+    left, top = round((w - size) / 2), round((h - size) / 2)
+    pixels = np.asarray(rgb.crop((left, top, left + size, top + size)), dtype=np.float32) / 255
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 class Caltech101(Dataset):
