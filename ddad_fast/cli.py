@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import torch
+
 from . import __version__
 from .backends import backend_names
 from .batching import accuracy
@@ -320,4 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED_STATUS
     except DDADError as e:
         print(f"ddad: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch.OutOfMemoryError (CUDA) is one too
+        if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+            raise
+        print(
+            f"ddad: error: out of memory ({str(e).splitlines()[0][:160]}): the settings need "
+            "more than the device has; give a smaller --batch-size, --ngf, --nz or --image-size "
+            "(a checkpoint already written stays whole)",
+            file=sys.stderr,
+        )
         return 2

@@ -72,6 +72,18 @@ def _check_matches(path: Path, record: dict[str, Any], expected: dict[str, Any])
             )
 
 
+def check_record(path: str | Path, obj: dict) -> None:
+    """CheckpointError unless the model record ``obj`` has its entries, of their types."""
+    kinds = {"model": str, "num_classes": int, "in_channels": int, "image_size": int}
+    for key, kind in kinds.items():
+        if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+            raise CheckpointError(
+                f"{path}: its model record's {key!r} is missing or not {kind.__name__}"
+            )
+    if not isinstance(obj.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: its model record has no state_dict")
+
+
 def load_model(
     path: str | Path,
     name: str | None = None,
@@ -100,6 +112,7 @@ def load_model(
         obj = obj["model"]
     if obj.get("kind") == MODEL_KIND:
         record = {k: v for k, v in obj.items() if k != "state_dict"}
+        check_record(path, obj)
         _refuse_user_class(path, str(record.get("model")))
         if task is not None:
             check_task(task, {f"model in {path}": record.get("model")})

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, load_state_strict
 from .errors import CheckpointError
+from .metrics import read_metrics
 from .plots import plot_distill_curves, save_image_grid
 from .run_state import DISTILL_KIND
 from .tasks import get_task
@@ -53,5 +54,12 @@ def plot_run_folder(run_dir: str | Path) -> list[Path]:
         cfg.get("seg_generator_bn", False),
     )
     load_state_strict(generator, ckpt["generator"], last)
+    metrics = run / "metrics.csv"
+    try:  # before either picture is redrawn
+        read_metrics(metrics)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot read {metrics}, which the curves are drawn from: {e}"
+        ) from None
     z = torch.randn(64, cfg["nz"], generator=torch.Generator().manual_seed(cfg["seed"]))
     return write_run_plots(run, generator, z)

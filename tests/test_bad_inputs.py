@@ -76,6 +76,7 @@ COMBINED = [
     ("distill", ["--step-gamma", "nan"], "step_gamma must be a finite number"),
     ("distill", ["--seed", str(10**23)], "seed must fit in 64 bits, got 1000000000000000000000"),
     ("teacher", ["--seed", str(2**63)], "seed must fit in 64 bits, got 9223372036854775808"),
+    ("distill", ["--ngf", "100000000"], "out of memory (["),  # an 800 GB generator
     ("distill", ["--step-gamma", "0.3"], "step_gamma applies to the step schedule only"),
     ("distill", ["--recipe", "nope"], "unknown recipe 'nope'; choose one of ddad, dfad-cifar10"),
     ("distill", ["--recipe"], "argument --recipe: expected one argument"),

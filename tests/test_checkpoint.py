@@ -103,3 +103,18 @@ def test_recorded_input_size_mismatch_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="image_size=8 but this run needs image_size=28"):
         load_model(tmp_path / "m.pt", num_classes=10, in_channels=1, image_size=28)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"state_dict": None}, "has no state_dict"),
+        ({"num_classes": "10"}, "'num_classes' is missing or not int"),
+        ({"model": None}, "'model' is missing or not str"),
+    ],
+)
+def test_a_damaged_model_record_is_named(tmp_path, change, message):
+    record = model_record("tinycnn", build_model("tinycnn", 10, 1, 8), 10, 1, 8)
+    save_atomic({**record, **change}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path / "m.pt")

@@ -136,3 +136,14 @@ def test_distill_writes_its_plots_and_ddad_plot_redraws_them(tiny_distill, tmp_p
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ddad: error:") and "last.pt" in err[0]
+    # a metrics.csv gone or damaged: one line, and neither picture redrawn
+    samples = (out / "samples.png").read_bytes()
+    for damage in ("gone", "epoch,loss\nabc,1\n"):
+        if damage == "gone":
+            (out / "metrics.csv").unlink()
+        else:
+            (out / "metrics.csv").write_text(damage)
+        assert main(["plot", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "metrics.csv" in err[0], err
+        assert (out / "samples.png").read_bytes() == samples

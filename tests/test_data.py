@@ -477,6 +477,19 @@ def test_caltech_keeps_the_aspect_and_takes_the_centre_as_dfad(tmp_path, landsca
     assert inner[0].max() < 0.25 and inner[2].max() < 0.25  # squashed: red and blue near 1
 
 
+def test_caltech_unreadable_class_folder(caltech_root, monkeypatch):
+    iterdir = Path.iterdir
+
+    def refuse_anchor(self):
+        if self.name == "anchor":  # root reads any folder: the refusal is simulated
+            raise PermissionError(13, "Permission denied", str(self))
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse_anchor)
+    with pytest.raises(DataError, match=r"caltech101: cannot list .*anchor: Permission denied"):
+        load_dataset("caltech101", root=caltech_root)
+
+
 def test_caltech_missing_folder(tmp_path):
     with pytest.raises(
         DataError, match=r"caltech101: expected .*/101_ObjectCategories/<class>/\*\.jpg"

@@ -77,6 +77,14 @@ def _find_folder(root: Path) -> Path:
 
 def _list_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     """Sorted image paths, their int64 labels and the sorted class names of the tree."""
+    try:
+        return _walk(folder)
+    except OSError as e:  # an unreadable folder
+        raise DataError(f"caltech101: cannot list {e.filename}: {e.strerror}") from None
+
+
+def _walk(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """``_list_images`` without its error message for an unreadable folder."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != EXCLUDED)
     if not classes:
         raise DataError(f"caltech101: {folder} has no class subfolders, expected <class>/*.jpg")
