@@ -98,16 +98,23 @@ SECTION_END = "<!-- accuracy-study: end -->"
 
 
 def budget_lines(cfg: StudyConfig) -> list[str]:
-    """One Markdown bullet per dataset: image size, teacher training and the student budget."""
+    """One Markdown bullet per dataset: image size, teacher training and the student budget (a
+    method with student steps of its own per iteration, e.g. replay's, named with its count)."""
     steps = cfg.distill.student_steps
+    own = {m: METHODS[m].overrides.get("student_steps", steps) for m in cfg.methods}
+    own = {m: n for m, n in own.items() if n != steps}
     out = []
     for p in cfg.plans:
         size = "native size" if p.image_size is None else f"{p.image_size}x{p.image_size}"
+        iterations = p.epochs * p.epoch_iters
+        others = "".join(
+            f"; {m}: {n} student steps per iteration = {iterations * n}" for m, n in own.items()
+        )
         out.append(
             f"- {p.dataset} ({size}): teacher {p.teacher_epochs} epochs; every method "
-            f"{p.epochs} epochs x {p.epoch_iters} iterations x {steps} student steps = "
-            f"{p.epochs * p.epoch_iters * steps} student steps of {p.batch_size} images "
-            f"(data-free rows: + {p.epochs * p.epoch_iters} generator steps)"
+            f"{p.epochs} epochs x {p.epoch_iters} iterations x {steps} student "
+            f"steps = {iterations * steps} student steps of {p.batch_size} images{others} "
+            f"(data-free rows: + {iterations} generator steps)"
         )
     return out
 
