@@ -19,6 +19,7 @@ from .errors import ConfigError, DDADError
 from .run_folder import RUN_FILES
 from .run_plots import write_run_plots
 from .run_state import DISTILL_KIND
+from .signals import Stopped
 from .teacher import RESUMABLE_CHANGES as TEACHER_MAY_CHANGE
 from .teacher import TEACHER_TRAIN_KIND, TeacherConfig, cached_teacher, train_teacher
 from .trainer import DDADTrainer, DistillResult
@@ -75,7 +76,8 @@ def distill_with_cached_teacher(
     settings left there), then distill ``distill_cfg``'s student from it into ``out``.
 
     ``teacher_cfg`` and ``distill_cfg`` already carry the device and progress settings; ``tag``
-    prefixes the message printed when the teacher is reused. Returns the trainer and its result.
+    prefixes the message printed when the teacher is reused. Returns the trainer and its result;
+    a stop signal raises ``Stopped`` with the line that says how to go on.
     """
     teacher_cfg = dataclasses.replace(teacher_cfg, out_dir=str(out / "teacher"))
     cfg = dataclasses.replace(
@@ -84,12 +86,19 @@ def distill_with_cached_teacher(
     check_demo_folder(out, DISTILL_KIND, cfg, DISTILL_MAY_CHANGE | {"teacher_ckpt"})
     check_demo_folder(out / "teacher", TEACHER_TRAIN_KIND, teacher_cfg, TEACHER_MAY_CHANGE)
     teacher_ckpt = cached_teacher(teacher_cfg)
+    again = "run the same command again: a finished teacher is reused, the rest starts over"
     if teacher_ckpt is None:
-        train_teacher(teacher_cfg)
+        try:
+            train_teacher(teacher_cfg)
+        except Stopped as e:  # the teacher's own line would say --resume, which demo has not
+            raise Stopped(e.signal_name, f"{tag}: stopped by {e.signal_name}; {again}") from None
     else:
         print(f"{tag}: reusing the cached teacher {teacher_ckpt}")
     trainer = build_trainer(cfg)
-    return trainer, trainer.fit()
+    result = trainer.fit()
+    if result.stopped:
+        raise Stopped(result.stopped, f"{tag}: stopped by {result.stopped}; {again}")
+    return trainer, result
 
 
 def run_demo(out_dir: str = "runs/demo", device: str = "auto", progress: bool = True) -> str:

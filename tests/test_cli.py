@@ -12,6 +12,7 @@ from conftest import distill_argv, file_hashes
 import ddad_fast
 from ddad_fast import demo
 from ddad_fast.cli import main
+from ddad_fast.signals import Stopped
 from ddad_fast.teacher import TeacherConfig, cached_teacher, train_teacher
 
 TINY_DISTILL_FLAGS = [
@@ -147,3 +148,14 @@ def test_distill_writes_its_plots_and_ddad_plot_redraws_them(tiny_distill, tmp_p
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "metrics.csv" in err[0], err
         assert (out / "samples.png").read_bytes() == samples
+
+
+def test_a_stopped_demo_says_to_run_it_again_not_to_resume(tmp_path, monkeypatch, capsys):
+    def stopped_teacher(cfg):
+        raise Stopped("SIGTERM", "teacher: stopped ...: run the same command with --resume")
+
+    monkeypatch.setattr(demo, "train_teacher", stopped_teacher)
+    assert main(["demo", "--out-dir", str(tmp_path / "demo"), "--no-progress"]) == 0  # SIGTERM
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("demo: stopped by SIGTERM; run the same command again")
+    assert "--resume" not in out[-1]
