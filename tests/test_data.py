@@ -362,31 +362,25 @@ def test_cifar_truncated_pickle(cifar10_root):
         load_dataset("cifar10", root=cifar10_root)
 
 
-@pytest.mark.parametrize("labels", [[b"a", b"b", b"c"], None], ids=["bytes", "none"])
-def test_cifar_labels_that_are_not_integers(cifar10_root, labels):
+# name -> (the entries a damaged test_batch has, in place of its own; the error's words)
+DAMAGED_TEST_BATCHES = {
+    "labels as bytes": (lambda b: {b"labels": [b"a", b"b", b"c"]}, "labels that are not integers"),
+    "labels none": (lambda b: {b"labels": None}, "has labels that are not integers"),
+    "no images": (lambda b: {b"data": b[b"data"][:0], b"labels": []}, "test split holds no images"),
+    "short rows": (
+        lambda b: {b"data": b[b"data"][:, :1000]},
+        r"test_batch data is uint8 \(3, 1000\), expected uint8",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_TEST_BATCHES)
+def test_a_damaged_cifar_test_batch_is_refused(cifar10_root, damage):
+    entries, message = DAMAGED_TEST_BATCHES[damage]
     path = cifar10_root / "cifar-10-batches-py" / "test_batch"
     batch = pickle.loads(path.read_bytes())
-    batch[b"labels"] = labels
-    _pickle(path, batch)
-    with pytest.raises(DataError, match="has labels that are not integers"):
-        load_dataset("cifar10", root=cifar10_root)
-
-
-def test_an_empty_test_split_is_refused(cifar10_root):
-    path = cifar10_root / "cifar-10-batches-py" / "test_batch"
-    batch = pickle.loads(path.read_bytes())
-    batch[b"data"], batch[b"labels"] = batch[b"data"][:0], []
-    _pickle(path, batch)
-    with pytest.raises(DataError, match="its test split holds no images"):
-        load_dataset("cifar10", root=cifar10_root)
-
-
-def test_cifar_wrong_data_shape(cifar10_root):
-    path = cifar10_root / "cifar-10-batches-py" / "test_batch"
-    batch = pickle.loads(path.read_bytes())
-    batch[b"data"] = batch[b"data"][:, :1000]
-    _pickle(path, batch)
-    with pytest.raises(DataError, match=r"test_batch data is uint8 \(3, 1000\), expected uint8"):
+    _pickle(path, {**batch, **entries(batch)})
+    with pytest.raises(DataError, match=message):
         load_dataset("cifar10", root=cifar10_root)
 
 
