@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
@@ -148,6 +149,22 @@ def changed_settings(
     """
     before = {k: saved.get(k, defaults.get(k)) for k in now}
     return {k: (before[k], v) for k, v in now.items() if k not in may_change and before[k] != v}
+
+
+def run_of(last: Path, kind: str, cfg: Any, may_change: frozenset[str]) -> dict[str, Any] | None:
+    """The checkpoint ``last`` (a run's last.pt) if it is a ``kind`` run with the settings of the
+    dataclass ``cfg`` but for ``may_change``; None if it is missing, unreadable, or another run."""
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError:
+        return None
+    defaults = dataclasses.asdict(type(cfg)())
+    saved = ckpt.get("config", {})
+    if ckpt.get("kind") != kind or changed_settings(
+        saved, dataclasses.asdict(cfg), may_change, defaults
+    ):
+        return None
+    return ckpt
 
 
 def resume_may_change(

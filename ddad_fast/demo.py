@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from .builder import build_trainer
-from .checkpoint import changed_settings, load_checkpoint
+from .checkpoint import run_of
 from .distill_config import RESUMABLE_CHANGES as DISTILL_MAY_CHANGE
 from .distill_config import DistillConfig
-from .errors import ConfigError, DDADError
+from .errors import ConfigError
 from .run_folder import RUN_FILES
 from .run_plots import write_run_plots
 from .run_state import DISTILL_KIND
@@ -53,16 +53,7 @@ def check_demo_folder(
     ``kind`` run whose settings are ``cfg``'s but for ``may_change``): the demo replaces its own
     runs, as ``make demo`` run again should, and nobody else's."""
     previous = [name for name in RUN_FILES if (folder / name).exists()]
-    if not previous:
-        return
-    try:
-        ckpt = load_checkpoint(folder / "last.pt")
-    except DDADError:
-        ckpt = {}
-    saved, defaults = ckpt.get("config", {}), dataclasses.asdict(type(cfg)())
-    if ckpt.get("kind") != kind or changed_settings(
-        saved, dataclasses.asdict(cfg), may_change, defaults
-    ):
+    if previous and run_of(folder / "last.pt", kind, cfg, may_change) is None:
         raise ConfigError(
             f"{folder} holds a run ({', '.join(previous)}) that is not this demo's, which the demo "
             "would replace: give the demo another --out-dir"

@@ -14,18 +14,18 @@ from tqdm import tqdm
 
 from .batching import iterate_batches
 from .checkpoint import (
-    changed_settings,
     check_same_settings,
     load_checkpoint,
     load_state_strict,
     resume_may_change,
     rng_state,
+    run_of,
     save_atomic,
     set_rng_state,
 )
 from .data import load_dataset, seg_augment, train_augment
 from .distributed import resolve_device
-from .errors import CheckpointError, ConfigError, DDADError
+from .errors import CheckpointError, ConfigError
 from .metrics import MetricsLog
 from .model_io import model_record
 from .models import build_model
@@ -292,13 +292,7 @@ def train_teacher(cfg: TeacherConfig) -> float:
 def cached_teacher(cfg: TeacherConfig) -> Path | None:
     """``out_dir/teacher.pt`` if a finished run with the same settings left it there, else None
     (the demos and the accuracy study reuse a teacher this way)."""
-    last = Path(cfg.out_dir) / "last.pt"
-    try:
-        ckpt = load_checkpoint(last)
-    except DDADError:
-        return None
-    saved, defaults = ckpt.get("config", {}), asdict(TeacherConfig())
-    same = not changed_settings(saved, asdict(cfg), RESUMABLE_CHANGES, defaults)
-    done = ckpt.get("kind") == TEACHER_TRAIN_KIND and ckpt.get("epoch") == cfg.epochs
+    ckpt = run_of(Path(cfg.out_dir) / "last.pt", TEACHER_TRAIN_KIND, cfg, RESUMABLE_CHANGES)
     teacher = Path(cfg.out_dir) / "teacher.pt"
-    return teacher if same and done and teacher.is_file() else None
+    done = ckpt is not None and ckpt.get("epoch") == cfg.epochs
+    return teacher if done and teacher.is_file() else None

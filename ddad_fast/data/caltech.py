@@ -75,24 +75,22 @@ def _find_folder(root: Path) -> Path:
     )
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds; an unreadable folder is a DataError."""
+    try:
+        return list(folder.iterdir())
+    except OSError as e:
+        raise DataError(f"caltech101: cannot list {folder}: {e.strerror}") from None
+
+
 def _list_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     """Sorted image paths, their int64 labels and the sorted class names of the tree."""
-    try:
-        return _walk(folder)
-    except OSError as e:  # an unreadable folder
-        raise DataError(f"caltech101: cannot list {e.filename}: {e.strerror}") from None
-
-
-def _walk(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
-    """``_list_images`` without its error message for an unreadable folder."""
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != EXCLUDED)
+    classes = sorted(d.name for d in _entries(folder) if d.is_dir() and d.name != EXCLUDED)
     if not classes:
         raise DataError(f"caltech101: {folder} has no class subfolders, expected <class>/*.jpg")
     paths, labels = [], []
     for label, cls in enumerate(classes):
-        images = sorted(
-            p for p in (folder / cls).iterdir() if p.suffix.lower() in (".jpg", ".jpeg")
-        )
+        images = sorted(p for p in _entries(folder / cls) if p.suffix.lower() in (".jpg", ".jpeg"))
         if not images:
             raise DataError(f"caltech101: class folder {folder / cls} has no .jpg images")
         paths += images
